@@ -1,0 +1,1 @@
+"""Shared pieces of exo_gait: the interface contract, parameters, QoS, diagnostics, paths."""

@@ -1,0 +1,144 @@
+"""The node graph, declared once for `ros2 launch` (launch/*.launch.py) and `exo-gait sim`.
+
+Each node has a config file config/<name>.yaml. The embedded runner groups nodes into a few
+processes (`group`) to keep a 1 kHz loop within two cores; ros2 launch starts one process per
+node. Launch arguments map onto node parameters through ARGUMENTS, so both bring-ups accept the
+same settings.
+"""
+from dataclasses import dataclass, field
+
+from exo_common.joints import IMU_FRAMES
+from exo_common.paths import config_path
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph.
+
+    Args:
+        name: node name; also the stem of its config file.
+        executable: console script (`ros2 run exo_gait <executable>`).
+        module, class_name: where the node class lives (the embedded runner imports it).
+        group: process the embedded runner puts it in.
+        remappings: (from, to) topic remappings.
+    """
+    name: str
+    executable: str
+    module: str
+    class_name: str
+    group: str
+    remappings: tuple = ()
+    extra_params: dict = field(default_factory=dict)
+
+    @property
+    def config_file(self):
+        return config_path(self.name)
+
+
+SIMULATOR = NodeSpec('mujoco_sim', 'mujoco_sim', 'exo_sim.mujoco_sim_node', 'MujocoSimNode', 'sim')
+SENSORS = (
+    NodeSpec('encoder_node', 'encoder_node', 'exo_sensors.encoder_node', 'EncoderNode', 'control'),
+    NodeSpec('imu_node', 'imu_node', 'exo_sensors.imu_node', 'ImuNode', 'control'),
+    NodeSpec('emg_node', 'emg_node', 'exo_sensors.emg_node', 'EmgNode', 'analysis'),
+)
+CONTROL = (
+    NodeSpec('gait_controller', 'gait_controller', 'exo_control.gait_controller_node',
+             'GaitControllerNode', 'control'),
+    NodeSpec('safety_supervisor', 'safety_supervisor', 'exo_safety.safety_supervisor_node',
+             'SafetySupervisorNode', 'control'),
+)
+ANALYSIS = (
+    NodeSpec('gait_analyzer', 'gait_analyzer', 'exo_analysis.gait_analyzer_node',
+             'GaitAnalyzerNode', 'analysis'),
+)
+RECORDER = NodeSpec('session_recorder', 'session_recorder', 'exo_analysis.recorder',
+                    'SessionRecorderNode', 'analysis')
+
+# Topics a session records (MCAP, ROS 2 encoding).
+RECORDED_TOPICS = (
+    '/hw/joint_states', '/hw/emg', '/hw/treadmill/speed',
+    *[f'/hw/imu/{frame}' for frame in IMU_FRAMES],
+    '/joint_states', *[f'/imu/{frame}' for frame in IMU_FRAMES], '/emg/envelope',
+    '/gait_controller/effort_request', '/gait_controller/assistance', '/gait_controller/phase',
+    '/effort_controller/commands', '/safety_supervisor/command_stamped', '/safety_supervisor/state',
+    '/gait/events', '/gait/metrics', '/gait/feedback', '/diagnostics',
+    '/mujoco_sim/truth/phase',
+)
+
+
+def nodes(bringup: str, record: bool = False) -> tuple:
+    """The nodes of a bring-up.
+
+    Args:
+        bringup: 'sim' (everything on mujoco_sim), 'gazebo' (our nodes; Gazebo + ros2_control
+            is the hardware) or 'hardware' (our nodes; real drivers publish /hw/*).
+        record: add the session recorder.
+    """
+    if bringup not in ('sim', 'gazebo', 'hardware'):
+        raise ValueError(f'unknown bring-up {bringup!r}')
+    graph = (SIMULATOR,) if bringup == 'sim' else ()
+    sensors = SENSORS if bringup != 'gazebo' else tuple(s for s in SENSORS if s.name != 'emg_node')
+    graph += sensors + CONTROL + ANALYSIS
+    if record:
+        graph += (RECORDER,)
+    return graph
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A bring-up setting: a launch argument and an `exo-gait sim` option.
+
+    targets: (node name, parameter name) pairs the value is written to; `scale` converts the
+    argument's unit to the parameter's.
+    """
+    name: str
+    default: str
+    description: str
+    targets: tuple = ()
+    kind: type = float
+
+
+ARGUMENTS = (
+    Argument('patient', 'stroke_left_hemiparesis',
+             'Patient profile of the simulated wearer (config/patients/<name>.yaml).',
+             (('mujoco_sim', 'patient.profile'),), str),
+    Argument('assistance', '100.0',
+             'Upper bound of robot assistance for both legs, percent (0 = transparent, '
+             '100 = full guidance).',
+             (('gait_controller', 'assistance.left_percent'),
+              ('gait_controller', 'assistance.right_percent'))),
+    Argument('speed', '2.0', 'Treadmill belt speed, km/h (0.5 to 3.2).',
+             (('mujoco_sim', 'treadmill.speed_kmh'), ('gait_controller', 'reference.speed_kmh'))),
+    Argument('bws', '30.0', 'Body-weight support, percent of body weight (0 to 100).',
+             (('mujoco_sim', 'bws.percent'),)),
+    Argument('aan', 'true', 'Assist-as-needed adaptation on (true) or fixed assistance (false).',
+             (('gait_controller', 'aan.enabled'),), bool),
+    Argument('seed', '0', 'Random seed of the simulation (sensor noise, patient variability).',
+             (('mujoco_sim', 'seed'),), int),
+)
+def parameter_overrides(values: dict) -> dict:
+    """{node name: {parameter: value}} for argument values given as text or numbers."""
+    by_name = {argument.name: argument for argument in ARGUMENTS}
+    overrides: dict = {}
+    for name, value in values.items():
+        argument = by_name[name]
+        for node, parameter in argument.targets:
+            overrides.setdefault(node, {})[parameter] = typed(argument, value)
+    return overrides
+
+
+def typed(argument: Argument, value):
+    """An argument's value in its type; text as on a command line is accepted.
+
+    Raises:
+        ValueError: the text is not a value of that type.
+    """
+    if argument.kind is bool and isinstance(value, str):
+        text = value.strip().lower()
+        if text not in ('true', 'false', '1', '0', 'yes', 'no', 'on', 'off'):
+            raise ValueError(f'{argument.name}: expected true or false, got {value!r}')
+        return text in ('true', '1', 'yes', 'on')
+    try:
+        return argument.kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f'{argument.name}: expected {argument.kind.__name__}, got {value!r}') from None

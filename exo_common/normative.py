@@ -1,0 +1,126 @@
+"""Healthy-gait reference data shipped in data/normative_gait.json (see data/NOTICE.md).
+
+Joint angles are in the project's convention (rad; hip and knee flexion positive, ankle
+dorsiflexion positive) as functions of the gait phase of the same leg (0 = that leg's heel
+strike, 1 = its next heel strike). The other leg runs half a cycle later.
+"""
+import functools
+import json
+import math
+
+import numpy as np
+
+from exo_common.joints import JOINTS_PER_LEG
+from exo_common.paths import share_path
+
+G = 9.81
+SPEED_GROUPS = ('VerySlow', 'Slow', 'Free', 'Fast', 'VeryFast')
+# Schwartz et al. (2008) grouped walks by dimensionless speed v / sqrt(g * leg_length). These
+# centres are our approximation of the group means; Lokomat-range speeds (0.5-3.2 km/h) fall in
+# the two slowest groups, and speeds outside the centres use the nearest group.
+GROUP_DIMENSIONLESS_SPEED = np.array([0.15, 0.28, 0.41, 0.54, 0.68])
+# Walk ratio (step length / cadence) of healthy adults, about 0.0065 m/(steps/min) for a
+# 1.70 m adult, nearly speed-independent (Sekiya & Nagasaki 1998, Gait Posture 7:225);
+# scaled with height here.
+WALK_RATIO_M_PER_SPM = 0.0065
+WALK_RATIO_REFERENCE_HEIGHT_M = 1.70
+# Leg length (greater trochanter to floor) as a fraction of height: Drillis & Contini, in
+# Winter, Biomechanics and Motor Control of Human Movement, 4th ed., Fig. 4.1.
+LEG_LENGTH_FRACTION = 0.530
+
+
+@functools.lru_cache(maxsize=1)
+def table() -> dict:
+    """The whole derived table as stored."""
+    return json.loads(share_path('data', 'normative_gait.json').read_text())
+
+
+def phase_grid() -> np.ndarray:
+    """Phase samples of the table, 0..1 inclusive (51 points)."""
+    return np.asarray(table()['phase_percent'], dtype=float) / 100.0
+
+
+def leg_length(height_m: float) -> float:
+    return LEG_LENGTH_FRACTION * height_m
+
+
+def dimensionless_speed(speed_mps: float, height_m: float) -> float:
+    return speed_mps / math.sqrt(G * leg_length(height_m))
+
+
+def _group_weights(speed_mps: float, height_m: float) -> np.ndarray:
+    v_star = dimensionless_speed(speed_mps, height_m)
+    v_star = float(np.clip(v_star, GROUP_DIMENSIONLESS_SPEED[0], GROUP_DIMENSIONLESS_SPEED[-1]))
+    weights = np.zeros(len(SPEED_GROUPS))
+    upper = int(np.searchsorted(GROUP_DIMENSIONLESS_SPEED, v_star))
+    if upper == 0:
+        weights[0] = 1.0
+        return weights
+    lower = upper - 1
+    span = GROUP_DIMENSIONLESS_SPEED[upper] - GROUP_DIMENSIONLESS_SPEED[lower]
+    t = (v_star - GROUP_DIMENSIONLESS_SPEED[lower]) / span
+    weights[lower], weights[upper] = 1.0 - t, t
+    return weights
+
+
+@functools.lru_cache(maxsize=64)
+def _curves(speed_mps: float, height_m: float) -> tuple[np.ndarray, np.ndarray]:
+    weights = _group_weights(speed_mps, height_m)
+    mean = np.zeros((len(JOINTS_PER_LEG), len(phase_grid())))
+    sd = np.zeros_like(mean)
+    for weight, group in zip(weights, SPEED_GROUPS):
+        if weight == 0.0:
+            continue
+        entry = table()['speeds'][group]
+        for row, joint in enumerate(JOINTS_PER_LEG):
+            mean[row] += weight * np.asarray(entry['angle_mean_deg'][joint])
+            sd[row] += weight * np.asarray(entry['angle_sd_deg'][joint])
+    mean, sd = np.radians(mean), np.radians(sd)
+    mean.setflags(write=False)
+    sd.setflags(write=False)
+    return mean, sd
+
+
+def joint_curves(speed_mps: float, height_m: float = 1.75) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of hip, knee, ankle angle over one cycle at a walking speed.
+
+    Args:
+        speed_mps: walking (treadmill) speed in m/s.
+        height_m: the walker's height, for the dimensionless speed.
+
+    Returns:
+        (mean, sd), each shape (3, 51), rad, rows hip/knee/ankle, columns phase_grid().
+    """
+    return _curves(round(float(speed_mps), 4), round(float(height_m), 4))
+
+
+def sample(curves: np.ndarray, phase) -> np.ndarray:
+    """Periodic linear interpolation of (3, 51) curves at phase(s) in cycles (any real)."""
+    grid = phase_grid()
+    wrapped = np.mod(phase, 1.0)
+    return np.stack([np.interp(wrapped, grid, row) for row in curves])
+
+
+def cadence_steps_per_min(speed_mps: float, height_m: float = 1.75) -> float:
+    """Healthy cadence at a speed from the walk ratio: v = WR * c^2 / 60."""
+    walk_ratio = WALK_RATIO_M_PER_SPM * height_m / WALK_RATIO_REFERENCE_HEIGHT_M
+    return math.sqrt(60.0 * max(speed_mps, 1e-3) / walk_ratio)
+
+
+def stride_time_s(speed_mps: float, height_m: float = 1.75) -> float:
+    """Healthy stride (gait cycle) duration at a speed: two steps."""
+    return 2.0 * 60.0 / cadence_steps_per_min(speed_mps, height_m)
+
+
+def step_length_m(speed_mps: float, height_m: float = 1.75) -> float:
+    return speed_mps * stride_time_s(speed_mps, height_m) / 2.0
+
+
+def emg_windows() -> dict[str, list[tuple[float, float]]]:
+    """Normal on-windows per contract muscle, as (start, end) gait-cycle fractions."""
+    return {muscle: [(a / 100.0, b / 100.0) for a, b in windows]
+            for muscle, windows in table()['emg_windows_percent'].items()}
+
+
+def stance_fraction() -> float:
+    return table()['normal_stance_percent'] / 100.0

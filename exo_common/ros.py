@@ -1,0 +1,227 @@
+"""The thin rclpy layer every exo_gait node shares: QoS, stamps, parameters, diagnostics, spin.
+
+QoS choices (docs/INTERFACES.md has the table):
+- STREAM: sensor and command streams up to 1 kHz. RELIABLE, KEEP_LAST 10: depth 1 loses
+  messages whenever a Python callback falls behind (measured), and reliable lets recorders
+  keep everything; a best-effort subscriber (Foxglove, rqt_plot) still matches.
+- LATCHED: slowly changing state (safety state, assistance map): TRANSIENT_LOCAL depth 1, so a
+  late joiner gets the current value.
+- DIAGNOSTICS: RELIABLE, depth 100, so a burst of fault events is not dropped.
+"""
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Callable, Iterable, Optional
+
+import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                ParameterType, SetParametersResult)
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from exo_common.diagnostics import Level, Report
+from exo_common.params import ConfigError, ParamSpec, spec_table
+
+STREAM_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                        reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE)
+
+
+def stamp_to_sec(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def sec_to_stamp(seconds: float) -> TimeMsg:
+    nanoseconds = int(round(seconds * 1e9))
+    return TimeMsg(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+def now_sec(node: Node) -> float:
+    """The node's ROS time (sim time when use_sim_time is set) in seconds."""
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+def all_finite(values: Iterable[float]) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+_PARAMETER_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+}
+_ARRAY_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL_ARRAY, int: ParameterType.PARAMETER_INTEGER_ARRAY,
+    float: ParameterType.PARAMETER_DOUBLE_ARRAY, str: ParameterType.PARAMETER_STRING_ARRAY,
+}
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The ParameterDescriptor rqt_reconfigure and `ros2 param describe` show for a spec."""
+    kind = spec.element_kind
+    desc = ParameterDescriptor(
+        name=spec.name,
+        type=(_ARRAY_TYPES if spec.kind is list else _PARAMETER_TYPES)[kind],
+        description=spec.full_description(),
+        read_only=spec.read_only,
+    )
+    if spec.choices:
+        desc.additional_constraints = 'one of: ' + ', '.join(map(str, spec.choices))
+    if spec.min_value is not None and spec.max_value is not None and spec.kind is not list:
+        if kind is float:
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=float(spec.min_value), to_value=float(spec.max_value), step=float(spec.step))]
+        elif kind is int:
+            desc.integer_range = [IntegerRange(
+                from_value=int(spec.min_value), to_value=int(spec.max_value), step=int(spec.step))]
+    return desc
+
+
+class ExoNode(Node):
+    """Base of every exo_gait node: checked parameters and a /diagnostics publisher.
+
+    Subclasses pass their ParamSpec list; values are in self.params (name -> value) and kept
+    current. Override on_parameters_changed() to apply live changes and
+    check_parameters() for checks across several parameters.
+
+    Raises:
+        ConfigError: a parameter from the command line or a params file is invalid.
+    """
+
+    def __init__(self, node_name: str, specs: Iterable[ParamSpec], **kwargs):
+        super().__init__(node_name, **kwargs)
+        self._specs = spec_table(specs)
+        self.params: dict = {}
+        for spec in self._specs.values():
+            parameter = self.declare_parameter(spec.name, spec.coerce(spec.default), descriptor(spec))
+            value = parameter.value
+            problem = spec.reason_to_reject(value)
+            if problem:
+                raise ConfigError(f'{node_name}: {problem}')
+            self.params[spec.name] = spec.coerce(value)
+        problem = self.check_parameters(dict(self.params))
+        if problem:
+            raise ConfigError(f'{node_name}: {problem}')
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS)
+
+    def check_parameters(self, candidate: dict) -> Optional[str]:
+        """A reason to refuse a combination of values, or None."""
+        return None
+
+    def on_parameters_changed(self, changed: dict) -> None:
+        """Apply accepted live changes (name -> new value)."""
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        changed = {}
+        for parameter in parameters:
+            spec = self._specs.get(parameter.name)
+            if spec is None:
+                if parameter.name == 'use_sim_time':
+                    continue
+                return SetParametersResult(successful=False, reason=f'unknown parameter {parameter.name}')
+            problem = spec.reason_to_reject(parameter.value)
+            if problem:
+                self.get_logger().warning(f'refused parameter change: {problem}')
+                return SetParametersResult(successful=False, reason=problem)
+            changed[parameter.name] = spec.coerce(parameter.value)
+        problem = self.check_parameters({**self.params, **changed})
+        if problem:
+            self.get_logger().warning(f'refused parameter change: {problem}')
+            return SetParametersResult(successful=False, reason=problem)
+        self.params.update(changed)
+        if changed:
+            self.on_parameters_changed(changed)
+        return SetParametersResult(successful=True)
+
+    def publish_diagnostics(self, reports: Iterable[Report]) -> None:
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        for report in reports:
+            msg.status.append(DiagnosticStatus(
+                level=bytes([int(report.level)]), name=report.name, message=report.message,
+                hardware_id=report.hardware_id,
+                values=[KeyValue(key=str(k), value=str(v)) for k, v in report.values.items()]))
+        self._diagnostics_pub.publish(msg)
+
+    def shutdown_hook(self) -> None:
+        """Called once before the node is destroyed (e.g. publish a safe command)."""
+
+
+def make_executor():
+    """rclpy's events executor where available (a fifth of the CPU at 1 kHz), else single-threaded.
+
+    EXO_GAIT_EXECUTOR=single forces the single-threaded executor.
+    """
+    if os.environ.get('EXO_GAIT_EXECUTOR', 'events') != 'single':
+        try:
+            from rclpy.experimental import EventsExecutor
+            return EventsExecutor()
+        except ImportError:
+            pass
+    return rclpy.executors.SingleThreadedExecutor()
+
+
+def spin(executor, stop: Optional[threading.Event] = None, timeout_sec: float = 0.1) -> None:
+    """Spin until shutdown or stop is set.
+
+    Always with a finite timeout: EventsExecutor.spin() never returns in this rclpy.
+    """
+    while rclpy.ok() and not (stop is not None and stop.is_set()):
+        executor.spin_once(timeout_sec=timeout_sec)
+
+
+def run_nodes(factories: Iterable[Callable[[], ExoNode]], args=None) -> int:
+    """Create nodes in one process and spin them until SIGINT/SIGTERM.
+
+    Returns the process exit code: 0 clean, 2 configuration error.
+    """
+    rclpy.init(args=args)
+    stop = threading.Event()
+    nodes = []
+    previous = {}
+
+    def request_stop(signum, frame):
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, request_stop)
+    try:
+        try:
+            nodes = [factory() for factory in factories]
+        except ConfigError as exc:
+            print(f'configuration error: {exc}', file=sys.stderr, flush=True)
+            return 2
+        executor = make_executor()
+        for node in nodes:
+            executor.add_node(node)
+        spin(executor, stop)
+        return 0
+    finally:
+        for node in reversed(nodes):
+            try:
+                node.shutdown_hook()
+            except Exception as exc:  # a failing hook must not keep others from running
+                print(f'{node.get_name()}: shutdown hook failed: {exc}', file=sys.stderr)
+        time.sleep(0.05)  # let the last (safe) messages leave
+        for node in nodes:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def node_main(factory: Callable[[], ExoNode]) -> None:
+    """Console-script entry: one node in its own process."""
+    sys.exit(run_nodes([factory], args=sys.argv))
