@@ -1,0 +1,291 @@
+"""Plain modules of exo_control against known signals: reference, phase, assistance, dynamics, law."""
+import math
+
+import numpy as np
+import pytest
+
+from exo_common import normative
+from exo_common.description import expand_xacro, joint_limits
+from exo_common.diagnostics import Level
+from exo_common.params import resolve
+from exo_control.assistance import AssistAsNeeded, EmgYield
+from exo_control.controller import KMH, PARAMS, GaitController, check_params
+from exo_control.dynamics import ExoDynamics
+from exo_control.phase import HipCrossingPhase, TimePhase, wrap_half
+from exo_control.reference import TABLE_SIZE, GaitReference
+
+DT = 0.001
+
+
+@pytest.fixture(scope='module')
+def dynamics():
+    return ExoDynamics(expand_xacro(wearer=False))
+
+
+@pytest.fixture(scope='module')
+def limits():
+    return joint_limits()
+
+
+def make_controller(dynamics, limits, **overrides):
+    controller = GaitController(resolve(PARAMS, overrides), dynamics, limits)
+    controller.set_enabled(True)
+    return controller
+
+
+def leg_angles(reference, phase):
+    pos, slope = [0.0] * 3, [0.0] * 3
+    reference.sample_leg(phase, pos, slope)
+    return pos, slope
+
+
+# ---------------------------------------------------------------- reference
+
+def test_reference_matches_normative_curves_at_speed():
+    speed = 2.0 * KMH
+    reference = GaitReference(speed)
+    mean, _ = normative.joint_curves(speed)
+    for phase in normative.phase_grid()[:-1:5]:  # the spline passes through the data points
+        pos, _ = leg_angles(reference, phase)
+        np.testing.assert_allclose(pos, normative.sample(mean, phase), atol=2e-3)
+    assert reference.stride_rate == pytest.approx(1.0 / normative.stride_time_s(speed))
+
+
+def test_step_length_scales_hip_excursion_and_step_height_scales_swing_knee_only():
+    base = GaitReference(0.55)
+    scaled = GaitReference(0.55, step_length_scale=1.3, step_height_scale=1.5)
+    hip = np.array([leg_angles(base, p)[0][0] for p in np.arange(100) / 100])
+    hip_scaled = np.array([leg_angles(scaled, p)[0][0] for p in np.arange(100) / 100])
+    assert np.ptp(hip_scaled) == pytest.approx(1.3 * np.ptp(hip), rel=0.01)
+    stance = 0.3
+    assert leg_angles(scaled, stance)[0][1] == pytest.approx(leg_angles(base, stance)[0][1])
+    swing = 0.75
+    assert leg_angles(scaled, swing)[0][1] > 1.3 * leg_angles(base, swing)[0][1]
+
+
+def test_parameter_change_blends_in_without_a_step():
+    reference = GaitReference(0.55, blend_time_s=1.0)
+    phase, previous, largest = 0.3, None, 0.0
+    reference.set_target(speed_mps=1.0, step_length_scale=1.4, step_height_scale=1.6)
+    for _ in range(3000):
+        reference.advance(DT)
+        phase += reference.stride_rate * DT
+        pos, _ = leg_angles(reference, phase)
+        if previous is not None:
+            largest = max(largest, max(abs(a - b) for a, b in zip(pos, previous)))
+        previous = pos
+        if _ == 500:
+            reference.set_target(step_length_scale=0.8)  # a change in the middle of a fade
+    assert largest < 0.01  # rad per ms: the curves' own slope, no jump
+    assert not reference.blending
+    assert reference.stride_rate == pytest.approx(1.0 / normative.stride_time_s(1.0))
+
+
+def test_reference_stays_within_joint_limits(limits):
+    lower = [limits[f'left_{j}_joint'].lower for j in ('hip', 'knee', 'ankle')]
+    upper = [limits[f'left_{j}_joint'].upper for j in ('hip', 'knee', 'ankle')]
+    reference = GaitReference(1.3, step_length_scale=1.5, step_height_scale=2.0, lower=lower, upper=upper)
+    for phase in np.arange(TABLE_SIZE) / TABLE_SIZE:
+        pos, _ = leg_angles(reference, phase)
+        assert all(lo - 1e-9 <= p <= hi + 1e-9 for lo, p, hi in zip(lower, pos, upper))
+
+
+def test_best_phase_recovers_the_phase_of_a_reference_posture():
+    reference = GaitReference(0.55)
+    for phase in (0.1, 0.42, 0.8):
+        left, _ = leg_angles(reference, phase)
+        right, _ = leg_angles(reference, phase - 0.5)
+        assert abs(wrap_half(reference.best_phase(left + right) - phase)) <= 0.02
+
+
+# ---------------------------------------------------------------- phase
+
+def test_time_phase_advances_at_rate_and_wraps():
+    phase = TimePhase(0.9)
+    for _ in range(200):
+        phase.advance(1.0, 0.001)
+    assert phase.phase == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize('rate_factor', [0.8, 1.0, 1.25])
+def test_hip_crossing_phase_locks_onto_a_walker_at_another_cadence(rate_factor):
+    reference = GaitReference(0.55)
+    hip = reference.hip_curve()
+    true_rate = reference.stride_rate * rate_factor
+    estimator = HipCrossingPhase(hip, reference.stride_rate, 0.3)
+    rng = np.random.default_rng(1)
+    errors = []
+    for k in range(40000):
+        true_phase = (k * DT * true_rate + 0.37) % 1.0
+        angle = np.interp(true_phase, np.linspace(0, 1, len(hip)), hip) + rng.normal(0, 0.002)
+        estimate = estimator.update(round(angle / 4e-4) * 4e-4, 0.0, DT)
+        if k > 20000:
+            errors.append(wrap_half(estimate - true_phase))
+    assert estimator.rate == pytest.approx(true_rate, rel=0.02)
+    assert math.sqrt(np.mean(np.square(errors))) < 0.01
+
+
+# ---------------------------------------------------------------- assistance
+
+def run_strides(aan, errors_per_bin, strides):
+    for _ in range(strides):
+        for b in range(aan.bins):
+            for k in range(5):
+                aan.observe(0, (b + k / 5) / aan.bins, errors_per_bin[b])
+    aan.observe(0, 0.0, 0.0)  # leave the last bin
+
+
+def test_aan_fades_where_tracking_is_good_and_grows_where_not():
+    aan = AssistAsNeeded(bins=10, gain=5.0, forgetting=0.9, deadband=0.02, bounds=[0.8])
+    errors = [0.01] * 5 + [0.2] * 5
+    run_strides(aan, errors, 60)
+    assert max(aan.levels[0][:5]) < 0.01
+    assert min(aan.levels[0][5:]) == pytest.approx(0.8)  # capped at the therapist's bound
+    aan.set_bounds([0.5])
+    assert max(aan.levels[0]) == pytest.approx(0.5)
+
+
+def test_aan_equilibrium_follows_emken_update():
+    gain, forgetting, deadband, error = 2.0, 0.9, 0.01, 0.03
+    aan = AssistAsNeeded(bins=4, gain=gain, forgetting=forgetting, deadband=deadband, bounds=[1.0])
+    run_strides(aan, [error] * 4, 200)
+    expected = gain * (error - deadband) / (1.0 - forgetting)
+    assert aan.levels[0] == pytest.approx([expected] * 4, rel=1e-3)
+
+
+def test_emg_yields_only_in_the_muscles_window():
+    emg = EmgYield(threshold=0.1, full=0.4, max_yield=0.5, window_margin=0.0)
+    activations = [0.0] * 8
+    activations[3] = 0.4  # left gastrocnemius: on in 9-54 % of the cycle
+    in_window = emg.factors(activations, (0.3, 0.8))
+    assert in_window[2] == pytest.approx(0.5) and in_window[1] == pytest.approx(0.5)  # ankle, knee
+    assert in_window[0] == 1.0 and in_window[3:] == [1.0, 1.0, 1.0]
+    assert emg.factors(activations, (0.8, 0.3)) == [1.0] * 6
+
+
+# ---------------------------------------------------------------- dynamics and law
+
+def test_gravity_of_exo_links_matches_a_hand_check(dynamics):
+    down = dynamics.gravity([0.0] * 6)
+    flexed = dynamics.gravity([math.pi / 2, 0.0, 0.0, 0.0, 0.0, 0.0])
+    # leg exo links held horizontal: hip torque ~ m g x; the sum of leg exo masses is 6 kg.
+    assert 6.0 * 9.81 * 0.2 < flexed[0] < 6.0 * 9.81 * 0.6
+    assert abs(down[0]) < 0.1 * flexed[0]
+    assert flexed[3:] == pytest.approx(down[3:])
+
+
+def test_friction_compensation_uses_urdf_coefficients(dynamics):
+    tau = dynamics.friction([1.0, -1.0, 0.0, 0.0, 0.0, 0.0])
+    assert tau[0] == pytest.approx(dynamics.damping[0] + dynamics.coulomb[0], rel=1e-3)
+    assert tau[1] == pytest.approx(-(dynamics.damping[1] + dynamics.coulomb[1]), rel=1e-3)
+    assert tau[2] == 0.0
+
+
+def settle(controller, q, seconds=3.0, start=1.0):
+    stamp = start
+    for _ in range(int(seconds / DT)):
+        request = controller.step(stamp, q, [0.0] * 6)
+        stamp += DT
+    return request, stamp
+
+
+def test_transparent_mode_requests_gravity_only(dynamics, limits):
+    q = [0.4, 0.3, 0.1, -0.1, 0.2, 0.0]
+    controller = make_controller(dynamics, limits, mode='transparent')
+    request, _ = settle(controller, q)
+    assert request == pytest.approx(dynamics.gravity(q), abs=1e-9)
+
+
+def test_zero_assistance_is_transparent_and_full_assistance_pulls_to_reference(dynamics, limits):
+    q = [0.4, 0.3, 0.1, -0.1, 0.2, 0.0]
+    zero = make_controller(dynamics, limits, mode='guidance', **{'assistance.left_percent': 0.0,
+                                                               'assistance.right_percent': 0.0})
+    request, _ = settle(zero, q)
+    assert request == pytest.approx(dynamics.gravity(q), abs=1e-9)
+    full = make_controller(dynamics, limits, mode='guidance', **{'assistance.right_percent': 50.0})
+    request, _ = settle(full, q)
+    gravity = dynamics.gravity(q)
+    for j in range(6):
+        error = full.reference_position[j] - q[j]
+        stiffness = full.params[f'stiffness.{("hip", "knee", "ankle")[j % 3]}'] * (1.0 if j < 3 else 0.5)
+        expected = gravity[j] + stiffness * error + (1.0 if j < 3 else 0.5) * full._damping[j] * full.reference_velocity[j]
+        effort = limits[list(limits)[j]].effort
+        assert request[j] == pytest.approx(max(-effort, min(effort, expected)), rel=1e-6, abs=1e-6)
+
+
+def test_path_mode_gives_no_corrective_torque_inside_the_tunnel(dynamics, limits):
+    controller = make_controller(dynamics, limits, mode='path', **{'path.tunnel_width_deg': 10.0})
+    _, stamp = settle(controller, [0.3, 0.2, 0.0, 0.2, 0.3, 0.0])
+    near = list(controller.reference_position)
+    near[0] += math.radians(5.0)
+    request = controller.step(stamp, near, [0.0] * 6)
+    assert request[0] == pytest.approx(dynamics.gravity(near)[0], abs=1e-6)
+    far = list(controller.reference_position)
+    far[0] -= math.radians(15.0)
+    request = controller.step(stamp + DT, far, [0.0] * 6)
+    outside = controller.reference_position[0] - far[0] - math.radians(10.0)
+    assert request[0] - dynamics.gravity(far)[0] > 0.5 * controller._stiffness[0] * outside
+
+
+def test_torque_ramps_in_from_zero_and_reference_starts_at_posture(dynamics, limits):
+    posture = [0.6, 0.9, 0.2, -0.2, 0.1, -0.3]  # far from any gait posture
+    transparent = make_controller(dynamics, limits, mode='transparent')
+    requests = [transparent.step(1.0 + k * DT, posture, [0.0] * 6) for k in range(1500)]
+    gravity = dynamics.gravity(posture)
+    ramp_steps = transparent.params['safety.torque_ramp_s'] / DT
+    assert requests[0] == [0.0] * 6
+    for before, after in zip(requests, requests[1:]):
+        assert all(abs(b - a) <= abs(g) / ramp_steps + 1e-9 for a, b, g in zip(before, after, gravity))
+    assert requests[-1] == pytest.approx(gravity)
+
+    guidance = make_controller(dynamics, limits, mode='guidance')
+    assert guidance.step(1.0, posture, [0.0] * 6) == [0.0] * 6
+    assert guidance.reference_position == pytest.approx(posture)
+    for k in range(1, 21):
+        request = guidance.step(1.0 + k * DT, posture, [0.0] * 6)
+    assert max(abs(r) for r in request) < 0.05 * 120.0
+
+
+def test_not_enabled_gives_zero_and_resynchronises_on_enable(dynamics, limits):
+    controller = make_controller(dynamics, limits)
+    _, stamp = settle(controller, [0.3, 0.2, 0.0, 0.2, 0.3, 0.0])
+    controller.set_enabled(False)
+    moved = [0.1, 0.5, -0.1, 0.4, 0.1, 0.1]
+    assert controller.step(stamp, moved, [0.0] * 6) == [0.0] * 6
+    controller.set_enabled(True)
+    request = controller.step(stamp + DT, moved, [0.0] * 6)
+    assert request == pytest.approx([0.0] * 6, abs=0.2)
+    assert controller.reference_position == pytest.approx(moved, abs=1e-6)
+
+
+@pytest.mark.parametrize('q, qd, stamp, now, text', [
+    ([0.1] * 5, [0.0] * 6, 2.0, 0.0, 'expected 6'),
+    ([0.1, math.nan, 0.1, 0.1, 0.1, 0.1], [0.0] * 6, 2.0, 0.0, 'left_knee_joint: position is nan'),
+    ([0.1] * 6, [0.0, 0.0, math.inf, 0.0, 0.0, 0.0], 2.0, 0.0, 'left_ankle_joint: velocity is inf'),
+    ([0.1, 0.1, 0.1, 0.1, 5.0, 0.1], [0.0] * 6, 2.0, 0.0, 'right_knee_joint: position 5.000'),
+    ([0.1] * 6, [0.0] * 6, 3.0, 4.0, 'stale'),
+    ([0.1] * 6, [0.0] * 6, 3.0, 2.5, 'future'),
+    ([0.1] * 6, [0.0] * 6, 0.5, 0.0, 'out-of-order'),
+])
+def test_bad_samples_give_zero_request_and_a_problem(dynamics, limits, q, qd, stamp, now, text):
+    controller = make_controller(dynamics, limits)
+    settle(controller, [0.1] * 6, seconds=1.5, start=0.9)
+    controller.take_pending()
+    assert controller.step(stamp, q, qd, now) == [0.0] * 6
+    (key, level, message, _), = controller.take_pending()
+    assert level == Level.ERROR and text in message
+    assert controller.ramp == 0.0
+
+
+def test_treadmill_speed_moves_the_reference_and_times_out(dynamics, limits):
+    controller = make_controller(dynamics, limits, **{'reference.speed_kmh': 2.0})
+    assert controller.set_treadmill_speed(1.0, 1.0) is None
+    assert controller.reference.settings[0] == pytest.approx(1.0)
+    assert 'plausible' in controller.set_treadmill_speed(math.nan, 1.0)
+    assert controller.check_treadmill(5.0)
+    assert controller.reference.settings[0] == pytest.approx(2.0 * KMH)
+
+
+def test_cross_parameter_check_refuses_inverted_emg_thresholds():
+    params = resolve(PARAMS, {'emg.threshold': 0.5, 'emg.full_activation': 0.3})
+    assert 'must exceed' in check_params(params)
