@@ -1,0 +1,233 @@
+"""mujoco_sim: the hardware boundary emulated on MuJoCo (thin rclpy shell over ExoSimulation).
+
+Publishes /hw/joint_states (every step), /hw/imu/<frame> (200 Hz), /hw/emg (100 Hz batches),
+/hw/treadmill/speed (10 Hz), /clock (every step), ~/truth/{patient_torque, phase, heel_strike}
+and /diagnostics; subscribes /effort_controller/commands. The physics runs in its own thread
+and publishes from there; the executor handles commands and parameters.
+
+Pacing: `realtime` (wall-clock paced, stamps start at the wall clock) or `lockstep` (after each
+sample, wait up to lockstep.wait_s for the next command before stepping; run the other nodes
+with use_sim_time on /clock).
+"""
+import threading
+import time
+
+from builtin_interfaces.msg import Duration, Time as TimeMsg
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Imu, JointState, TimeReference
+from std_msgs.msg import Float64, Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from exo_common.diagnostics import Level, Report
+from exo_common.joints import IMU_FRAMES, JOINT_NAMES, LEGS
+from exo_common.ros import STREAM_QOS, ExoNode, node_main
+from exo_sim.settings import NODE_NAME, PARAM_SPECS, simulation_kwargs
+from exo_sim.simulation import ExoSimulation
+
+TREADMILL_RATE_HZ = 10.0
+DIAGNOSTICS_PERIOD_S = 1.0
+MAX_LAG_S = 0.1  # realtime: further behind than this, the schedule slips instead of catching up
+
+
+class MujocoSimNode(ExoNode):
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, PARAM_SPECS, **kwargs)
+        params = self.params
+        # Device stamps start at the wall clock; kept in integer ns (float s has only ~0.2 us
+        # resolution today), the simulation itself counts from zero.
+        self._origin_ns = time.time_ns()
+        self.sim = ExoSimulation(**simulation_kwargs(params, time_origin=0.0))
+        self._lockstep = params['pacing'] == 'lockstep'
+        self._joint_pub = self.create_publisher(JointState, '/hw/joint_states', STREAM_QOS)
+        self._imu_pubs = {f: self.create_publisher(Imu, f'/hw/imu/{f}', STREAM_QOS) for f in IMU_FRAMES}
+        self._emg_pub = self.create_publisher(JointTrajectory, '/hw/emg', STREAM_QOS)
+        self._speed_pub = self.create_publisher(Float64, '/hw/treadmill/speed', STREAM_QOS)
+        self._clock_pub = self.create_publisher(Clock, '/clock', STREAM_QOS)
+        self._torque_truth_pub = self.create_publisher(JointState, '~/truth/patient_torque', STREAM_QOS)
+        self._phase_truth_pub = self.create_publisher(JointState, '~/truth/phase', STREAM_QOS)
+        self._strike_truth_pub = self.create_publisher(TimeReference, '~/truth/heel_strike', STREAM_QOS)
+
+        self._latest_command = None   # (values, sim time received)
+        self._command_count = 0
+        self._command_arrived = threading.Condition()
+        self.create_subscription(Float64MultiArray, '/effort_controller/commands', self._on_command, STREAM_QOS)
+
+        self._imu_msgs = {}
+        for frame in IMU_FRAMES:
+            msg = Imu()
+            msg.header.frame_id = frame
+            msg.orientation_covariance[0] = -1.0
+            self._imu_msgs[frame] = msg
+        batch = self.sim.options.emg_batch_samples
+        self._emg_points = [JointTrajectoryPoint(time_from_start=Duration(
+            sec=0, nanosec=int(round(k * 1e9 / self.sim.emg_fs)))) for k in range(batch)]
+        self._strikes_published = {leg: 0 for leg in LEGS}
+        self._slips = 0
+        self._active_problems = ()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name='mujoco_sim_physics', daemon=True)
+        self._thread.start()
+
+    # --- executor side ---------------------------------------------------------------------
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        with self._command_arrived:
+            self._latest_command = (msg.data, self.sim.time)
+            self._command_count += 1
+            self._command_arrived.notify()
+
+    def on_parameters_changed(self, changed: dict) -> None:
+        if 'treadmill.speed_kmh' in changed:
+            self.sim.set_speed_kmh(changed['treadmill.speed_kmh'])
+        if 'bws.percent' in changed:
+            self.sim.set_bws_percent(changed['bws.percent'])
+        if 'actuator.bandwidth_hz' in changed:
+            self.sim.set_actuator_bandwidth(changed['actuator.bandwidth_hz'])
+
+    def shutdown_hook(self) -> None:
+        self._stop.set()
+        with self._command_arrived:
+            self._command_arrived.notify()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2.0)
+
+    def destroy_node(self):
+        self.shutdown_hook()
+        return super().destroy_node()
+
+    # --- physics thread --------------------------------------------------------------------
+
+    def _command_now(self):
+        """The command to apply now, or zeros with the reason recorded."""
+        sim = self.sim
+        latest = self._latest_command
+        timeout = self.params['command_timeout_s']
+        if latest is None:
+            sim.problems.raise_('command_timeout', Level.WARN, 'no command received yet: zero torque')
+            return sim._zero
+        values, received = latest
+        age = sim.time - received
+        if age > timeout:
+            sim.problems.raise_('command_timeout', Level.ERROR,
+                                f'no command for {age:.3f} s (timeout {timeout} s): zero torque', age_s=age)
+            return sim._zero
+        sim.problems.clear('command_timeout')
+        return values
+
+    def _run(self) -> None:
+        sim = self.sim
+        wall_start = time.monotonic()
+        sim_start = sim.time
+        window = (time.monotonic(), sim.time)
+        seen_commands = self._command_count
+        while not self._stop.is_set():
+            try:
+                sim.step(self._command_now())
+                self._publish_step()
+            except Exception as exc:  # keep emulating hardware; say what went wrong
+                self.get_logger().error(f'simulation step failed: {exc!r}')
+                self.publish_diagnostics([Report(f'{NODE_NAME}: simulation', Level.ERROR, f'step failed: {exc!r}')])
+                time.sleep(0.1)
+            now = time.monotonic()
+            if now - window[0] >= DIAGNOSTICS_PERIOD_S:
+                self._publish_status((sim.time - window[1]) / (now - window[0]))
+                window = (now, sim.time)
+            if self._lockstep:
+                with self._command_arrived:
+                    self._command_arrived.wait_for(
+                        lambda: self._command_count != seen_commands or self._stop.is_set(),
+                        timeout=self.params['lockstep.wait_s'])
+                    seen_commands = self._command_count
+            else:
+                delay = wall_start + (sim.time - sim_start) - time.monotonic()
+                if delay > 0.0:
+                    time.sleep(delay)
+                elif delay < -MAX_LAG_S:
+                    wall_start -= delay
+                    self._slips += 1
+
+    def _stamp(self, sim_seconds: float) -> TimeMsg:
+        nanoseconds = self._origin_ns + int(round(sim_seconds * 1e9))
+        return TimeMsg(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+    def _publish_step(self) -> None:
+        sim = self.sim
+        stamp = self._stamp(sim.time)
+        self._clock_pub.publish(Clock(clock=stamp))
+        sample = sim.encoders()
+        msg = JointState(name=JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
+        msg.header.stamp = stamp
+        self._joint_pub.publish(msg)
+
+        for imu in sim.imus():
+            msg = self._imu_msgs[imu.frame]
+            msg.header.stamp = self._stamp(imu.stamp)
+            accel, gyro = imu.accel, imu.gyro
+            msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (
+                float(accel[0]), float(accel[1]), float(accel[2]))
+            msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = (
+                float(gyro[0]), float(gyro[1]), float(gyro[2]))
+            self._imu_pubs[imu.frame].publish(msg)
+
+        batch = sim.emg()
+        if batch is not None:
+            for point, row in zip(self._emg_points, batch.samples.tolist()):
+                point.positions = row
+            msg = JointTrajectory(joint_names=list(batch.channels), points=self._emg_points)
+            msg.header.stamp = self._stamp(batch.stamp)
+            self._emg_pub.publish(msg)
+
+        steps = sim.steps
+        if steps % max(1, round(1.0 / (TREADMILL_RATE_HZ * sim.dt))) == 0:
+            self._speed_pub.publish(Float64(data=float(sim.belt_speed)))
+        truth_rate = self.params['truth.rate_hz']
+        if truth_rate > 0.0 and steps % max(1, round(1.0 / (truth_rate * sim.dt))) == 0:
+            self._publish_truth(stamp)
+
+        active = tuple(key for key, _ in sim.problems.items())
+        if active != self._active_problems:
+            self._active_problems = active
+            self._publish_status(None)
+
+    def _publish_truth(self, stamp) -> None:
+        truth = self.sim.truth()
+        msg = JointState(name=JOINT_NAMES, position=truth.joint_position.tolist(),
+                         velocity=truth.joint_velocity.tolist(),
+                         effort=(truth.patient_torque + truth.spastic_torque).tolist())
+        msg.header.stamp = stamp
+        self._torque_truth_pub.publish(msg)
+        msg = JointState(name=list(LEGS), position=truth.phase.tolist(),
+                         effort=[float(c) for c in truth.contact])
+        msg.header.stamp = stamp
+        self._phase_truth_pub.publish(msg)
+        for leg in LEGS:
+            strikes = truth.heel_strikes[leg]
+            for when in strikes[self._strikes_published[leg]:]:
+                event = TimeReference(source=leg, time_ref=self._stamp(when))
+                event.header.stamp = event.time_ref
+                self._strike_truth_pub.publish(event)
+            self._strikes_published[leg] = len(strikes)
+
+    def _publish_status(self, real_time_factor) -> None:
+        sim = self.sim
+        values = {'sim_time_s': f'{sim.time:.3f}', 'pacing': self.params['pacing'],
+                  'belt_speed_mps': f'{sim.belt_speed:.3f}', 'bws_percent': f'{sim.bws_percent:.1f}',
+                  'patient': sim.profile.name, 'schedule_slips': self._slips}
+        if real_time_factor is not None:
+            values['real_time_factor'] = f'{real_time_factor:.3f}'
+        level = Level.OK
+        message = 'running'
+        if not self._lockstep and real_time_factor is not None and real_time_factor < 0.95:
+            level, message = Level.WARN, f'running slower than real time (factor {real_time_factor:.2f})'
+        self.publish_diagnostics([
+            Report(f'{NODE_NAME}: simulation', level, message, values),
+            sim.problems.summary(f'{NODE_NAME}: commands', 'commands ok'),
+        ])
+
+
+def main():
+    node_main(MujocoSimNode)
+
+
+if __name__ == '__main__':
+    main()
