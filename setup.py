@@ -13,6 +13,7 @@ NODES = {
     'safety_supervisor': 'exo_safety.safety_supervisor_node:main',
     'mujoco_sim': 'exo_sim.mujoco_sim_node:main',
     'gait_analyzer': 'exo_analysis.gait_analyzer_node:main',
+    'session_recorder': 'exo_analysis.recorder:main',
 }
 
 

@@ -5,9 +5,9 @@ processes (`group`) to keep a 1 kHz loop within two cores; ros2 launch starts on
 node. Launch arguments map onto node parameters through ARGUMENTS, so both bring-ups accept the
 same settings.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+import importlib
 
-from exo_common.joints import IMU_FRAMES
 from exo_common.paths import config_path
 
 
@@ -20,6 +20,7 @@ class NodeSpec:
         executable: console script (`ros2 run exo_gait <executable>`).
         module, class_name: where the node class lives (the embedded runner imports it).
         group: process the embedded runner puts it in.
+        parameters: 'module:ATTRIBUTE' of the node's ParamSpec list (checked before start-up).
         remappings: (from, to) topic remappings.
     """
     name: str
@@ -27,44 +28,41 @@ class NodeSpec:
     module: str
     class_name: str
     group: str
+    parameters: str
     remappings: tuple = ()
-    extra_params: dict = field(default_factory=dict)
+
+    def parameter_specs(self) -> list:
+        """The node's ParamSpec list, imported without creating the node."""
+        module, attribute = self.parameters.split(':')
+        return list(getattr(importlib.import_module(module), attribute))
 
     @property
     def config_file(self):
         return config_path(self.name)
 
 
-SIMULATOR = NodeSpec('mujoco_sim', 'mujoco_sim', 'exo_sim.mujoco_sim_node', 'MujocoSimNode', 'sim')
+SIMULATOR = NodeSpec('mujoco_sim', 'mujoco_sim', 'exo_sim.mujoco_sim_node', 'MujocoSimNode', 'sim',
+                     'exo_sim.settings:PARAM_SPECS')
 SENSORS = (
-    NodeSpec('encoder_node', 'encoder_node', 'exo_sensors.encoder_node', 'EncoderNode', 'control'),
-    NodeSpec('imu_node', 'imu_node', 'exo_sensors.imu_node', 'ImuNode', 'control'),
-    NodeSpec('emg_node', 'emg_node', 'exo_sensors.emg_node', 'EmgNode', 'analysis'),
+    NodeSpec('encoder_node', 'encoder_node', 'exo_sensors.encoder_node', 'EncoderNode', 'control',
+             'exo_sensors.encoder:PARAMS'),
+    NodeSpec('imu_node', 'imu_node', 'exo_sensors.imu_node', 'ImuNode', 'control',
+             'exo_sensors.imu_node:NODE_PARAMS'),
+    NodeSpec('emg_node', 'emg_node', 'exo_sensors.emg_node', 'EmgNode', 'analysis',
+             'exo_sensors.emg:PARAMS'),
 )
 CONTROL = (
     NodeSpec('gait_controller', 'gait_controller', 'exo_control.gait_controller_node',
-             'GaitControllerNode', 'control'),
+             'GaitControllerNode', 'control', 'exo_control.controller:PARAMS'),
     NodeSpec('safety_supervisor', 'safety_supervisor', 'exo_safety.safety_supervisor_node',
-             'SafetySupervisorNode', 'control'),
+             'SafetySupervisorNode', 'control', 'exo_safety.supervisor:PARAMETERS'),
 )
 ANALYSIS = (
     NodeSpec('gait_analyzer', 'gait_analyzer', 'exo_analysis.gait_analyzer_node',
-             'GaitAnalyzerNode', 'analysis'),
+             'GaitAnalyzerNode', 'analysis', 'exo_analysis.settings:PARAMS'),
 )
 RECORDER = NodeSpec('session_recorder', 'session_recorder', 'exo_analysis.recorder',
-                    'SessionRecorderNode', 'analysis')
-
-# Topics a session records (MCAP, ROS 2 encoding).
-RECORDED_TOPICS = (
-    '/hw/joint_states', '/hw/emg', '/hw/treadmill/speed',
-    *[f'/hw/imu/{frame}' for frame in IMU_FRAMES],
-    '/joint_states', *[f'/imu/{frame}' for frame in IMU_FRAMES], '/emg/envelope',
-    '/gait_controller/effort_request', '/gait_controller/assistance', '/gait_controller/phase',
-    '/effort_controller/commands', '/safety_supervisor/command_stamped', '/safety_supervisor/state',
-    '/gait/events', '/gait/metrics', '/gait/feedback', '/diagnostics',
-    '/mujoco_sim/truth/phase',
-)
-
+                    'SessionRecorderNode', 'analysis', 'exo_analysis.recorder:PARAMS')
 
 def nodes(bringup: str, record: bool = False) -> tuple:
     """The nodes of a bring-up.

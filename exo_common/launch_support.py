@@ -46,7 +46,9 @@ def _override_parameters(spec: graph.NodeSpec, bringup: str) -> dict:
         overrides['fault_log.path'] = [LaunchConfiguration('output_dir'), '/safety_faults.jsonl']
     if spec.name == 'session_recorder':
         overrides['output_dir'] = LaunchConfiguration('output_dir')
-        overrides['metadata.patient_id'] = LaunchConfiguration('patient_id')
+        overrides['patient.id'] = LaunchConfiguration('patient_id')
+        if bringup == 'sim':
+            overrides['session.profile'] = LaunchConfiguration('patient')
     return overrides
 
 

@@ -86,7 +86,7 @@ class SessionPlan:
             node_overrides = dict(overrides.get(spec.name, {}))
             node_overrides.update(self._session_parameters(spec.name))
             self.parameters[spec.name] = load_node_params(
-                spec.name, _specs_of(spec), self.config_dir / f'{spec.name}.yaml', node_overrides)
+                spec.name, spec.parameter_specs(), self.config_dir / f'{spec.name}.yaml', node_overrides)
 
     def _check_patient(self) -> None:
         profiles = sorted(p.stem for p in (self.config_dir / 'patients').glob('*.yaml'))
@@ -102,13 +102,16 @@ class SessionPlan:
             if node_name == 'mujoco_sim':
                 extra['pacing'] = 'lockstep'
         if node_name == 'mujoco_sim' and not self.options.headless:
-            extra['viewer'] = True
+            if any(p.name == 'viewer' for p in graph.SIMULATOR.parameter_specs()):
+                extra['viewer'] = True
         if node_name == 'safety_supervisor':
             extra['fault_log.path'] = str((self.output / 'safety_faults.jsonl').resolve())
         if node_name == 'session_recorder':
             extra['output_dir'] = str(self.output.resolve())
-            extra['metadata.patient_id'] = self.options.patient_id or self.options.patient
-            extra['metadata.profile'] = self.options.patient
+            extra['patient.id'] = self.options.patient_id or self.options.patient
+            extra['session.profile'] = self.options.patient
+            extra['session.speed_mps'] = self.options.speed / 3.6
+            extra['session.assistance_percent'] = self.options.assistance
         return extra
 
     def write_params(self) -> dict:
@@ -124,13 +127,6 @@ class SessionPlan:
             path.write_text(yaml.safe_dump({spec.name: {'ros__parameters': values}}, sort_keys=True))
             paths[spec.name] = path
         return paths
-
-
-def _specs_of(spec: graph.NodeSpec) -> list:
-    """The ParamSpec list a node module exposes as PARAMETERS."""
-    import importlib
-    module = importlib.import_module(spec.module)
-    return list(getattr(module, 'PARAMETERS'))
 
 
 def cli_args(spec: graph.NodeSpec, params_file: pathlib.Path) -> list:

@@ -8,6 +8,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
@@ -38,8 +39,8 @@ class SessionMonitor:
         node = self.node
         node.create_subscription(String, '/safety_supervisor/state', self._on_state, LATCHED_QOS)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, DIAGNOSTICS_QOS)
-        node.create_subscription(Float64MultiArray, '/gait_controller/assistance',
-                                 self._on_assistance, STREAM_QOS)
+        node.create_subscription(Float64MultiArray, '/gait_controller/assistance_per_joint',
+                                 self._on_assistance, LATCHED_QOS)
         self._subscribe_events()
         self.enable_client = node.create_client(SetBool, '/safety_supervisor/enable')
         self.estop_client = node.create_client(Trigger, '/safety_supervisor/estop')
@@ -54,15 +55,10 @@ class SessionMonitor:
             self.executor.spin_once(timeout_sec=0.05)
 
     def _subscribe_events(self):
-        try:
-            from exo_analysis.messages import EVENTS_TYPE, is_heel_strike
-        except ImportError:
-            return
-        self._is_heel_strike = is_heel_strike
-        self.node.create_subscription(EVENTS_TYPE, '/gait/events', self._on_event, STREAM_QOS)
+        self.node.create_subscription(JointState, '/gait/events', self._on_event, STREAM_QOS)
 
     def _on_event(self, msg):
-        if self._is_heel_strike(msg):
+        if any(name.endswith('_heel_strike') for name in msg.name):
             self.heel_strikes += 1
 
     def _on_state(self, msg):
@@ -79,8 +75,8 @@ class SessionMonitor:
                         self.errors.append(entry)
 
     def _on_assistance(self, msg):
-        if msg.data:
-            self.assistance = sum(msg.data) / len(msg.data)
+        if len(msg.data) == 6:  # left hip, knee, ankle, right hip, knee, ankle
+            self.assistance = (sum(msg.data[:3]) / 3.0, sum(msg.data[3:]) / 3.0)
 
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
@@ -136,7 +132,8 @@ class SessionMonitor:
         return 0.0 if self.started_at is None else max(0.0, self.now() - self.started_at)
 
     def _progress(self, final: bool = False) -> None:
-        assistance = '-' if self.assistance is None else f'{self.assistance:5.1f} %'
+        assistance = ('-' if self.assistance is None
+                      else f'L {self.assistance[0]:5.1f} % R {self.assistance[1]:5.1f} %')
         line = (f't {self.elapsed():6.1f} s  strides {self.heel_strikes // 2:4d}  '
                 f'assistance {assistance}  safety {self.safety_state or "-"}  '
                 f'faults {len(self.errors)}')
@@ -160,7 +157,8 @@ class SessionMonitor:
             'stopped_by_signal': interrupted,
             'duration_s': round(self.elapsed(), 2),
             'strides': self.heel_strikes // 2,
-            'mean_assistance_percent': None if self.assistance is None else round(self.assistance, 1),
+            'assistance_percent_left': None if self.assistance is None else round(self.assistance[0], 1),
+            'assistance_percent_right': None if self.assistance is None else round(self.assistance[1], 1),
             'final_safety_state': self.safety_state,
             'safety_errors': list(self.errors),
         }
