@@ -3,6 +3,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Callable, Optional
@@ -38,6 +39,7 @@ class RosHarness:
         self.executor.add_node(self.node)
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._clients = {}
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -64,7 +66,9 @@ class RosHarness:
 
     def call(self, srv_type, name: str, request, timeout: float = 5.0):
         with self._lock:
-            client = self.node.create_client(srv_type, name)
+            client = self._clients.get(name)
+            if client is None:
+                client = self._clients[name] = self.node.create_client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f'service {name} not available')
         future = client.call_async(request)
@@ -102,27 +106,35 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str = 'condi
 
 
 class NodeProcess:
-    """A node started as its own process (`python -m module --ros-args ...`)."""
+    """A node started as its own process (`python -m module --ros-args ...`).
+
+    Its output goes to a temporary file (a pipe nobody reads would block a chatty node).
+    """
 
     def __init__(self, module: str, ros_args: tuple = (), env: Optional[dict] = None):
         command = [sys.executable, '-m', module]
         if ros_args:
             command += ['--ros-args', *ros_args]
+        self._output = tempfile.TemporaryFile(mode='w+')
         self.process = subprocess.Popen(
             command, env={**os.environ, **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=self._output, stderr=subprocess.STDOUT, text=True)
+
+    def output(self) -> str:
+        self._output.seek(0)
+        return self._output.read()
 
     def stop(self, timeout: float = 5.0) -> tuple[int, str]:
         """SIGTERM, wait, and return (exit code, output)."""
         if self.process.poll() is None:
             self.process.terminate()
         try:
-            output, _ = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            output, _ = self.process.communicate()
-        return self.process.returncode, output
+            self.process.wait()
+        return self.process.returncode, self.output()
 
     def kill(self) -> None:
         self.process.kill()
-        self.process.communicate()
+        self.process.wait()
