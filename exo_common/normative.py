@@ -3,12 +3,22 @@
 Joint angles are in the project's convention (rad; hip and knee flexion positive, ankle
 dorsiflexion positive) as functions of the gait phase of the same leg (0 = that leg's heel
 strike, 1 = its next heel strike). The other leg runs half a cycle later.
+
+Two views of the same data:
+- joint_curves(): the clinical convention of the source (hip = thigh relative to the pelvis of
+  a free walker), for normative bands in reports;
+- device_curves(): the pattern a device with an upright, guided pelvis (Lokomat-style) executes
+  and that both the simulated patient and the controller's reference follow: hip relative to
+  the vertical (hip minus the measured pelvic tilt at each phase) plus a documented swing
+  clearance adjustment (SwingClearance).
 """
+from dataclasses import dataclass
 import functools
 import json
 import math
 
 import numpy as np
+from scipy.interpolate import CubicSpline
 
 from exo_common.joints import JOINTS_PER_LEG
 from exo_common.paths import share_path
@@ -81,6 +91,27 @@ def _curves(speed_mps: float, height_m: float) -> tuple[np.ndarray, np.ndarray]:
     return mean, sd
 
 
+@functools.lru_cache(maxsize=64)
+def _pelvic_tilt(speed_mps: float, height_m: float) -> tuple[np.ndarray, np.ndarray]:
+    weights = _group_weights(speed_mps, height_m)
+    mean = np.zeros(len(phase_grid()))
+    sd = np.zeros_like(mean)
+    for weight, group in zip(weights, SPEED_GROUPS):
+        if weight:
+            entry = table()['speeds'][group]
+            mean += weight * np.asarray(entry['pelvic_tilt_mean_deg'])
+            sd += weight * np.asarray(entry['pelvic_tilt_sd_deg'])
+    mean, sd = np.radians(mean), np.radians(sd)
+    mean.setflags(write=False)
+    sd.setflags(write=False)
+    return mean, sd
+
+
+def pelvic_tilt(speed_mps: float, height_m: float = 1.75) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of the sagittal pelvic tilt (anterior +) over one cycle, (51,) rad each."""
+    return _pelvic_tilt(round(float(speed_mps), 4), round(float(height_m), 4))
+
+
 def joint_curves(speed_mps: float, height_m: float = 1.75) -> tuple[np.ndarray, np.ndarray]:
     """Mean and SD of hip, knee, ankle angle over one cycle at a walking speed.
 
@@ -99,6 +130,89 @@ def sample(curves: np.ndarray, phase) -> np.ndarray:
     grid = phase_grid()
     wrapped = np.mod(phase, 1.0)
     return np.stack([np.interp(wrapped, grid, row) for row in curves])
+
+
+# --- the pattern of a device with an upright pelvis ----------------------------------------
+
+@dataclass(frozen=True)
+class SwingClearance:
+    """Device adjustment for toe clearance in swing (not part of the normative data).
+
+    A free walker clears the swing foot partly with pelvic tilt and obliquity; with the pelvis
+    held upright and level (Lokomat-style guidance) the normative pattern, hip taken relative
+    to the vertical, runs the swing toe 1.5-3 cm into the belt in early and mid swing. Lokomat
+    practice is to add swing knee flexion, and its foot lifters hold the ankle dorsiflexed in
+    swing; both are added here as sin^2 bumps over the windows below (cycle fractions):
+
+        knee += knee_deg  * sin^2 over KNEE_WINDOW   (from opposite heel strike to late swing)
+        ankle += ankle_deg * sin^2 over ANKLE_WINDOW (after toe-off to late swing)
+    """
+    knee_deg: float = 0.0
+    ankle_deg: float = 0.0
+
+    KNEE_WINDOW = (0.50, 0.95)
+    ANKLE_WINDOW = (0.65, 0.95)
+
+    def scaled(self, factor: float) -> 'SwingClearance':
+        return SwingClearance(self.knee_deg * factor, self.ankle_deg * factor)
+
+
+NO_CLEARANCE = SwingClearance()
+# The smallest adjustment (in 1 deg knee steps, ankle half of knee) that keeps the lowest point
+# of the swing foot >= MIN_TOE_CLEARANCE_M above the stance foot from phase 0.65 (toe-off in
+# this geometry) to 0.93 (descent to heel strike) at 2 km/h in the project's URDF (checked by
+# test/test_sim_core.py with the MuJoCo model).
+DEVICE_CLEARANCE = SwingClearance(knee_deg=20.0, ankle_deg=10.0)
+# Minimum toe clearance of healthy walkers, 1.29 +- 0.45 cm (Winter 1992, "Foot trajectory in
+# human gait: a precise and multifactorial motor control task", Phys Ther 72:45-53).
+MIN_TOE_CLEARANCE_M = 0.0129
+
+
+def sin2_window(phase, start: float, end: float) -> np.ndarray:
+    """sin^2 bump from start to end (cycle fractions, phase wrapped into 0..1), zero outside."""
+    x = (np.mod(phase, 1.0) - start) / (end - start)
+    return np.where((x > 0.0) & (x < 1.0), np.sin(np.pi * np.clip(x, 0.0, 1.0)) ** 2, 0.0)
+
+
+def periodic_spline(curves: np.ndarray) -> CubicSpline:
+    """C2 periodic spline through (rows, 51) curves on phase_grid() (the last column is set to
+    the first, the data's 0 % and 100 % differ by measurement noise only)."""
+    closed = np.array(curves, dtype=float)
+    closed[..., -1] = closed[..., 0]
+    return CubicSpline(phase_grid(), closed, axis=-1, bc_type='periodic')
+
+
+def device_curves(speed_mps: float, height_m: float = 1.75,
+                  clearance: SwingClearance = DEVICE_CLEARANCE,
+                  phase=None) -> tuple[np.ndarray, np.ndarray]:
+    """The healthy pattern as executed with an upright pelvis, mean and SD per joint.
+
+    Hip is the thigh relative to the vertical: normative hip minus the normative pelvic tilt
+    of the same phase and speed (the SD is the hip's own; the data give no covariance with the
+    tilt). Knee and ankle are unchanged but for the swing clearance adjustment.
+
+    Args:
+        speed_mps, height_m: as joint_curves().
+        clearance: swing clearance adjustment (NO_CLEARANCE for the bare upright-pelvis data).
+        phase: phases (cycles) to evaluate at with a periodic cubic spline (smooth velocity);
+            None: phase_grid() without interpolation.
+
+    Returns:
+        (mean, sd), each (3, len(phase)), rad, rows hip/knee/ankle.
+    """
+    mean, sd = joint_curves(speed_mps, height_m)
+    tilt, _ = pelvic_tilt(speed_mps, height_m)
+    upright = np.array(mean)
+    upright[0] -= tilt
+    if phase is None:
+        phase = phase_grid()
+    else:
+        phase = np.asarray(phase, dtype=float)
+        upright = periodic_spline(upright)(np.mod(phase, 1.0))
+        sd = periodic_spline(sd)(np.mod(phase, 1.0))
+    upright[1] += math.radians(clearance.knee_deg) * sin2_window(phase, *SwingClearance.KNEE_WINDOW)
+    upright[2] += math.radians(clearance.ankle_deg) * sin2_window(phase, *SwingClearance.ANKLE_WINDOW)
+    return upright, np.array(sd)
 
 
 def cadence_steps_per_min(speed_mps: float, height_m: float = 1.75) -> float:

@@ -22,7 +22,7 @@ from exo_common.joints import EMG_CHANNELS, JOINT_NAMES, JOINTS_PER_LEG, LEGS
 from exo_common.params import ParamSpec
 from exo_control.assistance import AssistAsNeeded, EmgYield
 from exo_control.dynamics import ExoDynamics
-from exo_control.phase import HipCrossingPhase, TimePhase
+from exo_control.phase import HipCrossingPhase, TimePhase, wrap_half
 from exo_control.reference import GaitReference, smoothstep
 from exo_sensors.stamps import StampCheck
 
@@ -65,11 +65,11 @@ PARAMS = [
               'clearance)', '', 0.5, 2.0),
     ParamSpec('reference.blend_time_s', 2.0, 'cross-fade time of any reference change', 's',
               0.1, 10.0),
-    ParamSpec('stiffness.hip', 1000.0, 'hip stiffness at 100 % assistance', 'Nm/rad', 0.0, 3000.0),
-    ParamSpec('stiffness.knee', 1000.0, 'knee stiffness at 100 % assistance', 'Nm/rad', 0.0, 3000.0),
+    ParamSpec('stiffness.hip', 1500.0, 'hip stiffness at 100 % assistance', 'Nm/rad', 0.0, 3000.0),
+    ParamSpec('stiffness.knee', 1500.0, 'knee stiffness at 100 % assistance', 'Nm/rad', 0.0, 3000.0),
     ParamSpec('stiffness.ankle', 400.0, 'ankle stiffness at 100 % assistance', 'Nm/rad', 0.0, 1500.0),
-    ParamSpec('damping.hip', 20.0, 'hip damping at 100 % assistance', 'Nm s/rad', 0.0, 200.0),
-    ParamSpec('damping.knee', 15.0, 'knee damping at 100 % assistance', 'Nm s/rad', 0.0, 200.0),
+    ParamSpec('damping.hip', 80.0, 'hip damping at 100 % assistance', 'Nm s/rad', 0.0, 200.0),
+    ParamSpec('damping.knee', 40.0, 'knee damping at 100 % assistance', 'Nm s/rad', 0.0, 200.0),
     ParamSpec('damping.ankle', 5.0, 'ankle damping at 100 % assistance', 'Nm s/rad', 0.0, 100.0),
     ParamSpec('path.tunnel_width_deg', 5.0, 'half-width of the path-mode tunnel (no corrective '
               'torque inside)', 'deg', 0.0, 30.0),
@@ -77,6 +77,9 @@ PARAMS = [
               '', 0.0, 1.0),
     ParamSpec('phase.loop_bandwidth_hz', 0.3, 'bandwidth of the phase-locked loop of the '
               'cooperative phase estimator', 'Hz', 0.1, 5.0),
+    ParamSpec('phase.leg_fusion', 1.0, 'cooperative phase: 0 = each leg from its own hip, 1 = both '
+              'legs\' estimates averaged with the other leg half a cycle behind (steadies a weak '
+              'leg\'s estimate with the other leg\'s)', '', 0.0, 1.0),
     ParamSpec('emg.enabled', True, 'yield assistance where /emg/envelope shows the patient\'s own '
               'effort in the right phase'),
     ParamSpec('emg.threshold', 0.1, 'activation below which a muscle counts as silent',
@@ -173,6 +176,7 @@ class GaitController:
         self._stiffness = [p[f'stiffness.{group}'] for group in _JOINT_GROUPS]
         self._damping = [p[f'damping.{group}'] for group in _JOINT_GROUPS]
         self._tunnel = p['path.tunnel_width_deg'] * DEG
+        self._fusion = p['phase.leg_fusion']
         self._leg_bounds = [p['assistance.left_percent'] / 100.0, p['assistance.right_percent'] / 100.0]
         bounds = [self._leg_bounds[j // N_PER_LEG] for j in range(N_JOINTS)]
         self.aan.gain = p['aan.gain'] / 100.0 / DEG
@@ -325,6 +329,14 @@ class GaitController:
             rates = (rate, rate)
         else:
             rates = (estimators[0].rate, estimators[1].rate)
+            fusion = self._fusion
+            if fusion > 0.0:
+                # Circular mixing of each leg's estimate with the other's, shifted half a cycle.
+                left_shift = 0.5 * fusion * wrap_half(right + 0.5 - left)
+                right_shift = 0.5 * fusion * wrap_half(left - 0.5 - right)
+                left, right = (left + left_shift) % 1.0, (right + right_shift) % 1.0
+                mean_rate = 0.5 * (rates[0] + rates[1])
+                rates = (rates[0] + fusion * (mean_rate - rates[0]), rates[1] + fusion * (mean_rate - rates[1]))
         self.phases[0] = left
         self.phases[1] = right
         pos, vel, slope = self.reference_position, self.reference_velocity, self._slope
@@ -402,6 +414,13 @@ class GaitController:
             self.phases[1] = (self.phases[0] - 0.5) % 1.0
             self.reference.sample_leg(self.phases[0], self.reference_position, self._slope, 0)
             self.reference.sample_leg(self.phases[1], self.reference_position, self._slope, N_PER_LEG)
+        elif not all(estimator.locked for estimator in self.estimators):
+            # Before the hips have crossed their centre the estimators only integrate time:
+            # start them from the posture, the right leg half a cycle behind.
+            left = self.reference.best_phase(q)
+            for estimator, phase in zip(self.estimators, (left, left - 0.5)):
+                if not estimator.locked:
+                    estimator.reset(phase, self.reference.stride_rate)
         self._sync_offset = [m - r for m, r in zip(q, self.reference_position)]
         self._sync_stamp = stamp
         self.ramp = 0.0

@@ -86,6 +86,11 @@ class HipCrossingPhase:
             fraction = (curve[k] - centre) / (curve[k] - curve[k + 1])
             self.event_phase[direction] = float(phase[k] + fraction * (phase[k + 1] - phase[k]))
 
+    @property
+    def locked(self) -> bool:
+        """True once a crossing has anchored the phase."""
+        return self._anchor is not None
+
     def reset(self, phase: float, rate_hz: float) -> None:
         self.phase = phase % 1.0
         self.rate = rate_hz

@@ -1,6 +1,8 @@
 """Healthy reference gait for the six joints, at a speed, with therapist scaling.
 
-The curves come from exo_common.normative (Schwartz et al. 2008, multi-speed), sampled into
+The curves are exo_common.normative.device_curves (Schwartz et al. 2008, multi-speed, hip
+relative to the vertical for the upright guided pelvis, with the device's swing clearance
+adjustment): the same pattern the simulated patient walks. They are sampled into
 plain-float tables once per parameter set so that one control step only interpolates. A change
 of speed or scaling builds a new table and cross-fades to it (smoothstep over blend_time_s), so
 the reference never steps. The phase rate (strides per second) fades the same way.
@@ -15,7 +17,6 @@ Scaling (what a therapist adjusts on a Lokomat-style device):
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy.interpolate import CubicSpline
 
 from exo_common import normative
 from exo_common.joints import JOINTS_PER_LEG
@@ -33,26 +34,17 @@ def smoothstep(x: float) -> float:
     return x * x * (3.0 - 2.0 * x)
 
 
-def swing_window(phase: np.ndarray, toe_off: float) -> np.ndarray:
-    """sin^2 bump over swing (toe_off..1), zero in stance."""
-    swing = (phase - toe_off) / (1.0 - toe_off)
-    return np.where((swing > 0.0) & (swing < 1.0), np.sin(np.pi * np.clip(swing, 0.0, 1.0)) ** 2, 0.0)
-
-
 def build_curves(speed_mps: float, step_length_scale: float, step_height_scale: float,
                  height_m: float, size: int = TABLE_SIZE) -> np.ndarray:
     """Scaled one-leg curves, shape (3, size + 1), rad, rows hip/knee/ankle, phase k / size."""
-    mean, _ = normative.joint_curves(speed_mps, height_m)
     phase = np.linspace(0.0, 1.0, size + 1)
-    # A periodic cubic spline through the 2 %-grid data: continuous velocity (linear
-    # interpolation would step the reference velocity, and the damping torque, every 2 %).
-    closed = np.array(mean)
-    closed[:, -1] = closed[:, 0]
-    curves = CubicSpline(normative.phase_grid(), closed, axis=1, bc_type='periodic')(phase)
+    # Spline-interpolated (continuous velocity: linear interpolation of the 2 %-grid data
+    # would step the reference velocity, and the damping torque, every 2 %).
+    curves, _ = normative.device_curves(speed_mps, height_m, phase=phase)
     hip_mean = float(np.mean(curves[HIP, :-1]))
     curves[HIP] = hip_mean + step_length_scale * (curves[HIP] - hip_mean)
     curves[KNEE] = curves[KNEE] * (1.0 + (step_height_scale - 1.0)
-                                   * swing_window(phase, normative.stance_fraction()))
+                                   * normative.sin2_window(phase, normative.stance_fraction(), 1.0))
     return curves
 
 

@@ -39,6 +39,11 @@ FOOT_FRICTION = 0.8
 # Touch-sensor contact detection (N): sole force above ON starts a contact, below OFF ends it.
 CONTACT_ON_N = 30.0
 CONTACT_OFF_N = 10.0
+# The URDF joint limits are the exoskeleton's mechanical end stops. MuJoCo's default soft limit
+# (0.02 s time constant) lets a loaded ankle sink 5-10 deg past its stop; a metal stop with a
+# rubber bumper gives a few tenths of a degree. Time constant >= 2 physics steps for stability.
+END_STOP_TIME_CONSTANT_S = 0.004
+END_STOP_IMPEDANCE = (0.95, 0.99, 0.001)
 
 _ROBOT_GROUP = 2   # contype bit of robot geoms
 _WORLD_GROUP = 1   # contype/conaffinity bit of the belt
@@ -113,6 +118,9 @@ def build_model(description: RobotDescription, timestep: float = 0.001,
                   friction=[FOOT_FRICTION, 0.005, 0.0001], rgba=[0.15, 0.15, 0.15, 1])
 
     for limits in description.joints:
+        joint = spec.joint(limits.name)
+        joint.solref_limit = [max(END_STOP_TIME_CONSTANT_S, 2.0 * timestep), 1.0]
+        joint.solimp_limit = list(END_STOP_IMPEDANCE) + [0.5, 2.0]
         actuator = spec.add_actuator(name=limits.name, target=limits.name,
                                      trntype=mujoco.mjtTrn.mjTRN_JOINT)
         actuator.dyntype = mujoco.mjtDyn.mjDYN_FILTEREXACT

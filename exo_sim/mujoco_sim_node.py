@@ -118,6 +118,8 @@ class MujocoSimNode(ExoNode):
         sim = self.sim
         wall_start = time.monotonic()
         sim_start = sim.time
+        if not self._lockstep:  # device time = wall clock when the loop starts, not at construction
+            self._origin_ns = time.time_ns() - int(round(sim.time * 1e9))
         window = (time.monotonic(), sim.time)
         seen_commands = self._command_count
         while not self._stop.is_set():
@@ -144,6 +146,7 @@ class MujocoSimNode(ExoNode):
                     time.sleep(delay)
                 elif delay < -MAX_LAG_S:
                     wall_start -= delay
+                    self._origin_ns += int(round(-delay * 1e9))  # stamps stay on the wall clock
                     self._slips += 1
 
     def _stamp(self, sim_seconds: float) -> TimeMsg:

@@ -1,7 +1,8 @@
 """The patient inside the exoskeleton: voluntary joint torques, spasticity, muscle activation.
 
-The patient tries to walk the healthy pattern (exo_common.normative at the belt speed) with its
-own time-based gait phase at the healthy cadence: a PD law toward the pattern plus a sense of
+The patient tries to walk the healthy pattern of a device with an upright pelvis
+(exo_common.normative.device_curves at the belt speed, the same pattern the gait controller's
+reference follows) with its own time-based gait phase at the healthy cadence: a PD law toward the pattern plus a sense of
 the gravity and inertia of its own legs, limited per joint and direction by the profile's
 strength, plus velocity-dependent stretch-reflex resistance (spasticity). Muscle activations
 follow the normative on-windows and scale with the torque the patient actually produces, so the
@@ -10,7 +11,6 @@ EMG synthesised from them carries the patient's intent.
 Plain module (no rclpy, no MuJoCo).
 """
 from dataclasses import dataclass, field
-import math
 import pathlib
 
 import numpy as np
@@ -55,17 +55,6 @@ TONIC_DRIVE = 0.08
 OFF_WINDOW_LEVEL = 0.05
 WINDOW_EDGE = 0.03  # raised-cosine ramp at each window edge, fraction of the gait cycle
 PHASE_TABLE_SIZE = 1000
-# The normative hip angle is the thigh relative to the pelvis during free walking, with the
-# pelvis tilted anteriorly by about 10 deg on average (Perry & Burnfield, Gait Analysis, 2nd ed.
-# 2010, ch. 9). In a Lokomat-style guidance the pelvis is held upright, so the patient walks
-# the thigh's pattern relative to the vertical: normative hip angle minus this tilt.
-PELVIC_TILT_DEG = 10.0
-# Free walkers clear the swing foot partly with pelvic motion that an upright, level guided
-# pelvis does not allow; with this model's rigid foot box the swing toe would scrape the belt.
-# The patient therefore adds knee flexion and ankle dorsiflexion in swing (sin^2 bumps over
-# the given phases), keeping at least 2 cm of toe clearance (model choice).
-SWING_KNEE_BUMP = (25.0, 0.50, 0.85)    # deg, start phase, end phase
-SWING_ANKLE_BUMP = (10.0, 0.55, 1.00)
 
 
 @dataclass(frozen=True)
@@ -213,13 +202,8 @@ class PatientModel:
         if self._pattern_speed is not None and abs(speed_mps - self._pattern_speed) < 0.005:
             return
         self._pattern_speed = speed_mps
-        mean, _ = normative.joint_curves(speed_mps, self.height)
         grid = np.arange(PHASE_TABLE_SIZE + 1) / PHASE_TABLE_SIZE
-        table = normative.sample(mean, grid)                     # (3, N+1) rad
-        table[0] -= math.radians(PELVIC_TILT_DEG)
-        for row, (degrees, start, end) in ((1, SWING_KNEE_BUMP), (2, SWING_ANKLE_BUMP)):
-            bump = np.sin(np.pi * np.clip((grid - start) / (end - start), 0.0, 1.0)) ** 2
-            table[row] += math.radians(degrees) * bump
+        table, _ = normative.device_curves(speed_mps, self.height, phase=grid)  # (3, N+1) rad
         self._angle_table = table
         self._slope_table = np.gradient(table, grid, axis=1)     # rad per cycle
         self._curvature_table = np.gradient(self._slope_table, grid, axis=1)  # rad per cycle^2

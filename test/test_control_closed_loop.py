@@ -1,0 +1,102 @@
+"""Closed loop: the plain controller driving exo_sim.simulation.ExoSimulation directly (no DDS).
+
+Velocity comes from the encoder node's own filter (exo_sensors.encoder.EncoderProcessor) on the
+quantised encoder positions, as on the real chain. Targets are those of issue 5.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from exo_common.description import expand_xacro, joint_limits
+from exo_common.joints import JOINT_NAMES
+from exo_common.params import resolve
+from exo_control.controller import PARAMS, GaitController
+from exo_control.dynamics import ExoDynamics
+from exo_control.phase import wrap_half
+
+simulation = pytest.importorskip('exo_sim.simulation')
+from exo_sensors.encoder import PARAMS as ENCODER_PARAMS, EncoderProcessor  # noqa: E402
+
+BWS_PERCENT = 30.0
+SPEED_KMH = 2.0
+SETTLE_S = 10.0
+
+
+def session(patient, seconds, seed=0, **overrides):
+    """Run a session; returns per-step arrays after SETTLE_S and the controller."""
+    sim = simulation.ExoSimulation(patient, speed_kmh=SPEED_KMH, bws_percent=BWS_PERCENT, seed=seed)
+    limits = joint_limits()
+    controller = GaitController(resolve(PARAMS, overrides), ExoDynamics(expand_xacro(wearer=False)), limits)
+    controller.set_enabled(True)
+    encoders = EncoderProcessor(limits, resolve(ENCODER_PARAMS, {}))
+    names = list(JOINT_NAMES)
+    rows = []
+    request = [0.0] * 6
+    for k in range(int(seconds / sim.dt)):
+        sample = sim.encoders()
+        # A sample the encoder node refuses is not published: the controller gets nothing and
+        # the drives keep the last request (the command timeout is longer than a few steps).
+        if not encoders.update(sample.stamp, 0.0, names, sample.position.tolist(), []):
+            request = controller.step(sample.stamp, encoders.position, encoders.velocity)
+        if k % 100 == 0:
+            controller.set_treadmill_speed(sim.belt_speed, sample.stamp)
+        sim.step(request)
+        if sim.time >= SETTLE_S:
+            truth = sim.truth()
+            rows.append((*truth.joint_velocity, *truth.joint_position, *controller.reference_position, *truth.phase,
+                         *controller.phases, *truth.actuator_torque, *controller.assistance))
+    log = np.array(rows)
+    log, qd = log[:, 6:], log[:, :6]
+    return {'q': log[:, 0:6], 'qd': qd, 'ref': log[:, 6:12], 'true_phase': log[:, 12:14], 'phase': log[:, 14:16],
+            'torque': log[:, 16:22], 'assistance': log[:, 22:28], 'sim': sim, 'controller': controller}
+
+
+def rms_deg(a, b):
+    return np.degrees(np.sqrt(np.mean((a - b) ** 2, axis=0)))
+
+
+def test_complete_sci_full_guidance_tracks_the_reference():
+    run = session('complete_sci', SETTLE_S + 36.0, mode='guidance')
+    error = rms_deg(run['q'], run['ref'])
+    strides = min(len(v) for v in run['sim'].truth().heel_strikes.values())
+    print('complete SCI RMS error deg', error.round(2), 'strides', strides)
+    assert strides >= 20
+    assert max(error[[0, 1, 3, 4]]) <= 2.0
+    assert max(error[[2, 5]]) <= 3.0
+
+
+@pytest.mark.parametrize('patient', ['healthy', 'stroke_left_hemiparesis'])
+def test_cooperative_phase_follows_the_patient(patient):
+    run = session(patient, SETTLE_S + 30.0, mode='cooperative')
+    error = np.vectorize(wrap_half)(run['phase'] - run['true_phase'])
+    rms = np.sqrt(np.mean(error ** 2, axis=0))
+    print(patient, 'phase RMS error (left, right)', rms.round(4))
+    assert max(rms) <= 0.03
+
+
+def test_transparent_mode_carries_the_exo_weight():
+    run = session('healthy', SETTLE_S + 20.0, mode='transparent')
+    dynamics = run['controller'].dynamics
+    gravity = np.array([dynamics.gravity(list(q)) for q in run['q']])
+    # What reaches the limbs: the actuator torque less what the drive's own friction takes.
+    friction = np.array([dynamics.friction(list(qd)) for qd in run['qd']])
+    error = np.sqrt(np.mean((run['torque'] - friction - gravity) ** 2, axis=0))
+    print('transparent: net exo torque - exo gravity RMS Nm', error.round(2))
+    assert max(error) <= 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('patient', ['healthy', 'complete_sci', 'stroke_left_hemiparesis'])
+def test_assist_as_needed_three_minute_session(patient):
+    run = session(patient, 180.0, mode='cooperative', **{'aan.enabled': True})
+    final = np.array(run['controller'].aan.joint_means())
+    print(patient, 'final assistance per joint %', (100 * final).round(1))
+    if patient == 'healthy':
+        assert final.mean() < 0.30
+        tunnel = math.radians(run['controller'].params['path.tunnel_width_deg'])
+        assert max(np.radians(rms_deg(run['q'][-20000:], run['ref'][-20000:]))) <= tunnel
+    elif patient == 'complete_sci':
+        assert final.mean() >= 0.90
+    else:
+        assert final[:3].mean() > final[3:].mean()
