@@ -14,6 +14,7 @@ NODES = {
     'mujoco_sim': 'exo_sim.mujoco_sim_node:main',
     'gait_analyzer': 'exo_analysis.gait_analyzer_node:main',
     'session_recorder': 'exo_analysis.recorder:main',
+    'loop_monitor': 'exo_common.loop_monitor:main',
 }
 
 

@@ -37,7 +37,6 @@ _IMU = 'sensor_msgs/msg/Imu'
 DEFAULT_TOPICS = [
     f'/hw/joint_states:{_JOINT_STATE}', f'/joint_states:{_JOINT_STATE}',
     f'/gait_controller/effort_request:{_JOINT_STATE}', f'/safety_supervisor/command_stamped:{_JOINT_STATE}',
-    '/effort_controller/commands:std_msgs/msg/Float64MultiArray',
     *(f'/hw/imu/{frame}:{_IMU}' for frame in IMU_FRAMES), *(f'/imu/{frame}:{_IMU}' for frame in IMU_FRAMES),
     '/hw/emg:trajectory_msgs/msg/JointTrajectory', f'/emg/envelope:{_JOINT_STATE}',
     '/hw/treadmill/speed:std_msgs/msg/Float64', '/diagnostics:diagnostic_msgs/msg/DiagnosticArray',

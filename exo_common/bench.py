@@ -97,6 +97,7 @@ def bench_main(argv=None) -> int:
         print(f'exo-gait bench: unknown part(s) {unknown}; available: {list(available)}', file=sys.stderr)
         return 2
     results = {'machine': machine()}
+    selected.sort(key=lambda name: name == 'whole_stack')  # the long one last
     failures = []
     for name in selected:
         if not options.json:

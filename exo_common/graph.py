@@ -46,7 +46,7 @@ SIMULATOR = NodeSpec('mujoco_sim', 'mujoco_sim', 'exo_sim.mujoco_sim_node', 'Muj
 SENSORS = (
     NodeSpec('encoder_node', 'encoder_node', 'exo_sensors.encoder_node', 'EncoderNode', 'control',
              'exo_sensors.encoder:PARAMS'),
-    NodeSpec('imu_node', 'imu_node', 'exo_sensors.imu_node', 'ImuNode', 'control',
+    NodeSpec('imu_node', 'imu_node', 'exo_sensors.imu_node', 'ImuNode', 'analysis',
              'exo_sensors.imu_node:NODE_PARAMS'),
     NodeSpec('emg_node', 'emg_node', 'exo_sensors.emg_node', 'EmgNode', 'analysis',
              'exo_sensors.emg:PARAMS'),
@@ -63,6 +63,9 @@ ANALYSIS = (
 )
 RECORDER = NodeSpec('session_recorder', 'session_recorder', 'exo_analysis.recorder',
                     'SessionRecorderNode', 'analysis', 'exo_analysis.recorder:PARAMS')
+LOOP_MONITOR = NodeSpec('loop_monitor', 'loop_monitor', 'exo_common.loop_monitor', 'LoopMonitorNode',
+                        'sim', 'exo_common.loop_monitor:PARAMETERS')
+
 
 def nodes(bringup: str, record: bool = False) -> tuple:
     """The nodes of a bring-up.

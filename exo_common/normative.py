@@ -9,8 +9,8 @@ Two views of the same data:
   a free walker), for normative bands in reports;
 - device_curves(): the pattern a device with an upright, guided pelvis (Lokomat-style) executes
   and that both the simulated patient and the controller's reference follow: hip relative to
-  the vertical (hip minus the measured pelvic tilt at each phase) plus a documented swing
-  clearance adjustment (SwingClearance).
+  the vertical (hip minus the measured pelvic tilt at each phase) plus documented device
+  adjustments: swing clearance (SwingClearance) and heel-strike alignment (HeelStrikeAlignment).
 """
 from dataclasses import dataclass
 import functools
@@ -163,6 +163,35 @@ NO_CLEARANCE = SwingClearance()
 # this geometry) to 0.93 (descent to heel strike) at 2 km/h in the project's URDF (checked by
 # test/test_sim_core.py with the MuJoCo model).
 DEVICE_CLEARANCE = SwingClearance(knee_deg=20.0, ankle_deg=10.0)
+
+
+@dataclass(frozen=True)
+class HeelStrikeAlignment:
+    """Device adjustment that makes the leading heel land at phase 0 (not normative data).
+
+    With the pelvis upright and level, the normative pattern holds the leading heel about
+    15 mm above the trailing toe at heel strike (a free walker closes that gap with pelvic
+    obliquity, rotation and drop), so the heel would land only at about 12 % of the cycle and
+    the trailing leg would carry the body through its whole pre-swing. Extra dorsiflexion of
+    both ankles around double support lowers the leading heel and lifts the trailing toe:
+
+        ankle += ankle_deg * sin^2 over each of WINDOWS (around heel strike, and half a cycle
+                 later around the same leg's toe-off, when it is the trailing leg)
+    """
+    ankle_deg: float = 0.0
+
+    WINDOWS = ((-0.10, 0.16), (0.40, 0.66))
+
+    def offset(self, phase) -> np.ndarray:
+        """Ankle offset (rad) at phases (cycles)."""
+        bump = sum(sin2_window(np.asarray(phase) - start, 0.0, end - start) for start, end in self.WINDOWS)
+        return math.radians(self.ankle_deg) * bump
+
+
+NO_ALIGNMENT = HeelStrikeAlignment()
+# Leading heel within about 5 mm of the trailing toe from phase 0 to 0.12 at 2 km/h in the
+# project's URDF (checked by test/test_sim_core.py with the MuJoCo model).
+DEVICE_ALIGNMENT = HeelStrikeAlignment(ankle_deg=4.0)
 # Minimum toe clearance of healthy walkers, 1.29 +- 0.45 cm (Winter 1992, "Foot trajectory in
 # human gait: a precise and multifactorial motor control task", Phys Ther 72:45-53).
 MIN_TOE_CLEARANCE_M = 0.0129
@@ -184,18 +213,20 @@ def periodic_spline(curves: np.ndarray) -> CubicSpline:
 
 def device_curves(speed_mps: float, height_m: float = 1.75,
                   clearance: SwingClearance = DEVICE_CLEARANCE,
-                  phase=None) -> tuple[np.ndarray, np.ndarray]:
+                  phase=None, alignment: HeelStrikeAlignment = DEVICE_ALIGNMENT) -> tuple[np.ndarray, np.ndarray]:
     """The healthy pattern as executed with an upright pelvis, mean and SD per joint.
 
     Hip is the thigh relative to the vertical: normative hip minus the normative pelvic tilt
     of the same phase and speed (the SD is the hip's own; the data give no covariance with the
-    tilt). Knee and ankle are unchanged but for the swing clearance adjustment.
+    tilt). Knee and ankle are unchanged but for the swing clearance adjustment and the
+    heel-strike alignment of the ankle.
 
     Args:
         speed_mps, height_m: as joint_curves().
         clearance: swing clearance adjustment (NO_CLEARANCE for the bare upright-pelvis data).
         phase: phases (cycles) to evaluate at with a periodic cubic spline (smooth velocity);
             None: phase_grid() without interpolation.
+        alignment: heel-strike ankle adjustment (NO_ALIGNMENT for none).
 
     Returns:
         (mean, sd), each (3, len(phase)), rad, rows hip/knee/ankle.
@@ -212,6 +243,7 @@ def device_curves(speed_mps: float, height_m: float = 1.75,
         sd = periodic_spline(sd)(np.mod(phase, 1.0))
     upright[1] += math.radians(clearance.knee_deg) * sin2_window(phase, *SwingClearance.KNEE_WINDOW)
     upright[2] += math.radians(clearance.ankle_deg) * sin2_window(phase, *SwingClearance.ANKLE_WINDOW)
+    upright[2] += alignment.offset(phase)
     return upright, np.array(sd)
 
 

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='run faster than real time on simulated time (tests)')
     parser.add_argument('--config-dir', type=pathlib.Path, default=None,
                         help='read node config files from this folder instead of config/')
+    parser.add_argument('--control-rate', type=float, default=None, metavar='HZ',
+                        help='closed-loop rate: physics step and encoder rate (default: config, 1000)')
+    parser.add_argument('--loop-stats', type=pathlib.Path, default=None, metavar='FILE',
+                        help='measure command latency and delivery at the simulator, JSON to FILE')
     return parser
 
 
@@ -81,6 +85,8 @@ class SessionPlan:
                   'seed': options.seed}
         overrides = graph.parameter_overrides(values)
         self.nodes = graph.nodes('sim', record=options.record)
+        if options.loop_stats:
+            self.nodes += (graph.LOOP_MONITOR,)
         self.parameters = {}
         for spec in self.nodes:
             node_overrides = dict(overrides.get(spec.name, {}))
@@ -104,6 +110,16 @@ class SessionPlan:
         if node_name == 'mujoco_sim' and not self.options.headless:
             if any(p.name == 'viewer' for p in graph.SIMULATOR.parameter_specs()):
                 extra['viewer'] = True
+        rate = self.options.control_rate
+        if rate:
+            if node_name == 'mujoco_sim':
+                extra['timestep_s'] = 1.0 / rate
+            if node_name == 'safety_supervisor':  # the same number of control periods as at 1 kHz
+                extra['watchdog.joint_states_max_age'] = 10.0 / rate
+                extra['watchdog.request_max_age'] = 10.0 / rate
+        if node_name == 'loop_monitor':
+            extra['output'] = str(self.options.loop_stats.resolve())
+            extra['control_rate_hz'] = rate or 1000.0
         if node_name == 'safety_supervisor':
             extra['fault_log.path'] = str((self.output / 'safety_faults.jsonl').resolve())
         if node_name == 'session_recorder':
@@ -124,9 +140,18 @@ class SessionPlan:
             values = dict(self.parameters[spec.name])
             if self.options.lockstep:
                 values['use_sim_time'] = True
-            path.write_text(yaml.safe_dump({spec.name: {'ros__parameters': values}}, sort_keys=True))
+            path.write_text(yaml.dump({spec.name: {'ros__parameters': values}}, Dumper=_QuotingDumper,
+                                      sort_keys=True))
             paths[spec.name] = path
         return paths
+
+
+class _QuotingDumper(yaml.SafeDumper):
+    """Quotes every string: rcl's parameter parser reads a bare y/n/on/off as a boolean."""
+
+
+_QuotingDumper.add_representer(
+    str, lambda dumper, text: dumper.represent_scalar('tag:yaml.org,2002:str', text, style="'"))
 
 
 def cli_args(spec: graph.NodeSpec, params_file: pathlib.Path) -> list:
@@ -194,7 +219,7 @@ def sim_main(argv=None) -> int:
     monitor = SessionMonitor(use_sim_time=options.lockstep)
     outcome = EXIT_CLEAN
     try:
-        outcome = monitor.run(options.duration, processes, stop)
+        outcome = monitor.run(options.duration, processes, stop, [spec.name for spec in plan.nodes])
     finally:
         monitor.torque_off()
         stop_groups(processes)

@@ -18,6 +18,7 @@ from exo_common.testing import make_executor_for
 
 STARTUP_TIMEOUT_S = 60.0
 PROGRESS_PERIOD_S = 1.0
+SETTLE_S = 2.0  # after every node is up, before torque may be enabled
 
 
 class SessionMonitor:
@@ -98,10 +99,24 @@ class SessionMonitor:
             time.sleep(0.5)
         return False
 
-    def run(self, duration: float, processes: dict, stop: threading.Event) -> int:
+    def _wait_for_nodes(self, names, deadline: float, stop: threading.Event) -> bool:
+        """Every node of the graph is up (start-up load has passed), then a short settle time."""
+        while time.monotonic() < deadline and not stop.is_set():
+            if set(names) <= set(self.node.get_node_names()):
+                time.sleep(SETTLE_S)
+                return True
+            time.sleep(0.1)
+        return False
+
+    def run(self, duration: float, processes: dict, stop: threading.Event, node_names=()) -> int:
         """Enable, then watch until duration, a fault, a dead process or stop. Returns exit code."""
         from exo_common.runner import EXIT_CLEAN, EXIT_FAULT, EXIT_STARTUP
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        if not self._wait_for_nodes(node_names, deadline, stop) and not stop.is_set():
+            missing = sorted(set(node_names) - set(self.node.get_node_names()))
+            print(f'exo-gait sim: nodes did not come up: {", ".join(missing)} (see the logs folder)',
+                  file=sys.stderr)
+            return EXIT_STARTUP
         if not self._enable(deadline) or stop.is_set():
             if stop.is_set():
                 return EXIT_CLEAN

@@ -10,6 +10,8 @@ import sys
 
 from exo_common.ros import run_nodes
 
+SWITCH_INTERVAL_S = 0.0002
+
 
 def factories(entries: list) -> list:
     made = []
@@ -20,6 +22,9 @@ def factories(entries: list) -> list:
 
 
 def main() -> None:
+    # A CPU-bound thread (the simulator's physics loop) keeps the GIL for up to the switch
+    # interval (5 ms by default) while a message callback waits: far too long for a 1 kHz loop.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     entries = json.loads(sys.argv[1])
     sys.exit(run_nodes(factories(entries), args=sys.argv[:1]))
 

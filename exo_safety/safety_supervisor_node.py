@@ -256,9 +256,18 @@ class SafetySupervisorNode(ExoNode):
         return response
 
     def _after_service(self) -> None:
-        """Safe command first when torque went off; answer only once the events are on disk."""
-        if self.supervisor.state != 'ENABLED':
-            self._publish(self.supervisor.command, self._clock.now().to_msg())
+        """Safe command first when torque went off; then the events.
+
+        With torque off (e-stop, reset, disable) the answer waits until the events are on disk.
+        After an accepted enable it does not: the handler runs on the executor that carries the
+        sensor and request callbacks, and fsync stalls of tens to hundreds of milliseconds were
+        measured here, long enough to starve the watchdogs of the loop just enabled. The log's
+        thread writes and fsyncs the enable event moments later.
+        """
+        if self.supervisor.state == 'ENABLED':
+            self._after_events()
+            return
+        self._publish(self.supervisor.command, self._clock.now().to_msg())
         self._after_events()
         if not self.event_log.flush(timeout=2.0):
             self.get_logger().error(f'fault log {self.event_log.path}: write still pending after 2 s')

@@ -26,7 +26,8 @@ from exo_sim.simulation import ExoSimulation
 
 TREADMILL_RATE_HZ = 10.0
 DIAGNOSTICS_PERIOD_S = 1.0
-MAX_LAG_S = 0.1  # realtime: further behind than this, the schedule slips instead of catching up
+REALTIME_CLOCK_PERIOD_S = 0.01
+MAX_LAG_S = 0.005  # realtime: further behind than this, the schedule slips (stamps stay current, as a real device's would)
 
 
 class MujocoSimNode(ExoNode):
@@ -38,6 +39,9 @@ class MujocoSimNode(ExoNode):
         self._origin_ns = time.time_ns()
         self.sim = ExoSimulation(**simulation_kwargs(params, time_origin=0.0))
         self._lockstep = params['pacing'] == 'lockstep'
+        # Lock-step nodes run on /clock, so it ticks every step; in real time nobody needs it at
+        # the physics rate (each message costs the whole stack), 100 Hz serves a use_sim_time viewer.
+        self._realtime_clock_steps = max(1, round(REALTIME_CLOCK_PERIOD_S / params['timestep_s']))
         self._joint_pub = self.create_publisher(JointState, '/hw/joint_states', STREAM_QOS)
         self._imu_pubs = {f: self.create_publisher(Imu, f'/hw/imu/{f}', STREAM_QOS) for f in IMU_FRAMES}
         self._emg_pub = self.create_publisher(JointTrajectory, '/hw/emg', STREAM_QOS)
@@ -156,7 +160,8 @@ class MujocoSimNode(ExoNode):
     def _publish_step(self) -> None:
         sim = self.sim
         stamp = self._stamp(sim.time)
-        self._clock_pub.publish(Clock(clock=stamp))
+        if self._lockstep or sim.steps % self._realtime_clock_steps == 0:
+            self._clock_pub.publish(Clock(clock=stamp))
         sample = sim.encoders()
         msg = JointState(name=JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
         msg.header.stamp = stamp

@@ -1,0 +1,143 @@
+"""Whole stack in a real-time simulated session: latency, delivery, CPU and memory vs control rate.
+
+Runs `exo-gait sim` (simulator, three sensor nodes, controller, safety supervisor, analyzer and
+recorder, the embedded default layout) with a stroke patient for each rate, measures at the
+simulator (loop_monitor: command arrival minus the raw encoder sample's stamp) and samples every
+process's CPU time and memory from /proc. Targets (issue 9) at 1000 Hz and 500 Hz: >= 99.9 % of
+commands delivered in time for their physics step, latency p99 <= 2 ms, max <= 5 ms, no fault.
+Then short runs at rising rates find where the stack stops keeping up.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+TARGETS = {'delivered_pct': 99.9, 'latency_p99_ms': 2.0, 'latency_max_ms': 5.0}
+TARGET_RATES = (1000, 500)
+SCALING_RATES = (250, 500, 1000)
+BREAKING_RATES = (1500, 2000, 3000)
+PATIENT = 'stroke_left_hemiparesis'
+
+
+def _children(pid: int) -> list:
+    try:
+        with open(f'/proc/{pid}/task/{pid}/children') as handle:
+            direct = [int(p) for p in handle.read().split()]
+    except OSError:
+        return []
+    found = []
+    for child in direct:
+        found += [child] + _children(child)
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    except (OSError, IndexError):
+        return float('nan')
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        for line in open(f'/proc/{pid}/status'):
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def _name(pid: int) -> str:
+    try:
+        command = open(f'/proc/{pid}/cmdline').read().split('\0')
+    except OSError:
+        return str(pid)
+    if 'exo_common.worker' in command:
+        entries = json.loads(command[command.index('exo_common.worker') + 1])
+        return '+'.join(entry['cli_args'][2].split(':=')[1] for entry in entries)
+    return 'runner'
+
+
+def session(rate: float, duration: float, record: bool = True) -> dict:
+    """One session; returns loop figures, CPU per process (% of one core) and peak memory."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix=f'bench_stack_{int(rate)}_'))
+    stats = folder / 'loop.json'
+    command = [sys.executable, '-m', 'exo_common.cli', 'sim', '--headless', '--no-report',
+               '--duration', str(duration), '--patient', PATIENT, '--seed', '1',
+               '--control-rate', str(rate), '--loop-stats', str(stats), '--output', str(folder / 'session')]
+    if not record:
+        command.append('--no-record')
+    runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    samples: dict = {}
+    peak_rss: dict = {}
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            now = time.monotonic()
+            for pid in [runner.pid] + _children(runner.pid):
+                name = _name(pid)
+                samples.setdefault(name, []).append((now, _cpu_seconds(pid)))
+                peak_rss[name] = max(peak_rss.get(name, 0.0), _rss_mib(pid))
+            stop.wait(1.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = runner.communicate()
+    stop.set()
+    sampler.join()
+    cpu = {}
+    for name, points in samples.items():
+        points = [p for p in points if p[1] == p[1]]
+        # the middle of the run: start-up imports and shutdown are not the steady state
+        steady = points[len(points) // 4: -max(1, len(points) // 8)] if len(points) > 8 else points
+        if len(steady) >= 2 and steady[-1][0] > steady[0][0]:
+            cpu[name] = round(100.0 * (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0]), 1)
+    loop = json.loads(stats.read_text()) if stats.is_file() else {}
+    result = {**loop, 'cpu_pct': round(sum(cpu.values()), 1), 'cpu_pct_by_process': cpu,
+              'peak_rss_mib_by_process': {k: round(v, 1) for k, v in peak_rss.items()},
+              'peak_rss_mib': round(sum(peak_rss.values()), 1),
+              'exit_code': runner.returncode, 'faulted': runner.returncode == 1}
+    if runner.returncode not in (0, 1):
+        result['error'] = output.strip().splitlines()[-3:]
+    return result
+
+
+def run(quick: bool = False) -> dict:
+    duration = 15.0 if quick else 60.0
+    results, failures = {}, []
+    for rate in sorted(set(TARGET_RATES) | set(SCALING_RATES), reverse=True):
+        figures = session(rate, duration)
+        results[f'{rate}hz'] = figures
+        if rate in TARGET_RATES:
+            if figures.get('faulted') or figures.get('exit_code') != 0:
+                failures.append(f'{rate} Hz: session ended with exit code {figures.get("exit_code")}')
+            for key, target in TARGETS.items():
+                value = figures.get(key)
+                worse = value is None or (value < target if key == 'delivered_pct' else value > target)
+                if worse:
+                    failures.append(f'{rate} Hz: {key} {value} (target {"<=" if key != "delivered_pct" else ">="} {target})')
+    keeping_up = max((r for r in TARGET_RATES if f'{r}hz' in results and not any(
+        f.startswith(f'{r} Hz') for f in failures)), default=None)
+    for rate in BREAKING_RATES if not quick else ():
+        figures = session(rate, 15.0, record=True)
+        results[f'{rate}hz'] = figures
+        ok = (figures.get('exit_code') == 0 and figures.get('delivered_pct', 0) >= TARGETS['delivered_pct']
+              and figures.get('latency_p99_ms', 1e9) <= min(TARGETS['latency_p99_ms'], 2000.0 / rate))
+        if not ok:
+            break
+        keeping_up = rate
+    results['highest_rate_keeping_up_hz'] = keeping_up
+    results['duration_s'] = duration
+    results['failures'] = failures
+    return results
+
+
+if __name__ == '__main__':
+    print(json.dumps(run(quick=bool(os.environ.get('QUICK'))), indent=1))

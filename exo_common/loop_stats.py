@@ -1,0 +1,61 @@
+"""Closed-loop timing at the hardware boundary (plain; the loop_monitor node feeds it).
+
+For every command the safety supervisor approved, the latency is its arrival time at the
+hardware process minus the stamp of the raw encoder sample it was computed from (stamps are
+device times on the wall clock in real-time simulation). A command is delivered in time when it
+arrives within one control period of its sample, i.e. before the physics step it is meant for.
+"""
+import numpy as np
+
+
+class LoopStats:
+    """Latency and delivery of commands over a measurement window.
+
+    Args:
+        period_s: control period (1 / rate).
+    """
+
+    def __init__(self, period_s: float):
+        self.period_ns = int(round(period_s * 1e9))
+        self._latencies_ns: list[int] = []
+        self._seen_stamps: set[int] = set()
+        self.first_stamp_ns = None
+        self.last_stamp_ns = None
+        self.duplicates = 0
+        self.measuring = False
+
+    def start(self) -> None:
+        self.measuring = True
+
+    def stop(self) -> None:
+        self.measuring = False
+
+    def on_command(self, source_stamp_ns: int, arrival_ns: int) -> None:
+        if not self.measuring or source_stamp_ns == 0:
+            return
+        if source_stamp_ns in self._seen_stamps:
+            self.duplicates += 1
+            return
+        self._seen_stamps.add(source_stamp_ns)
+        self._latencies_ns.append(arrival_ns - source_stamp_ns)
+        if self.first_stamp_ns is None or source_stamp_ns < self.first_stamp_ns:
+            self.first_stamp_ns = source_stamp_ns
+        if self.last_stamp_ns is None or source_stamp_ns > self.last_stamp_ns:
+            self.last_stamp_ns = source_stamp_ns
+
+    def summary(self) -> dict:
+        """Figures in ms and percent; delivered counts every sample the window should have had."""
+        if not self._latencies_ns:
+            return {'commands': 0, 'delivered_pct': 0.0}
+        latency_ms = np.asarray(self._latencies_ns, dtype=float) / 1e6
+        expected = (self.last_stamp_ns - self.first_stamp_ns) // self.period_ns + 1
+        in_time = int(np.count_nonzero(latency_ms <= self.period_ns / 1e6))
+        return {
+            'commands': len(latency_ms),
+            'expected_samples': int(expected),
+            'delivered_pct': round(100.0 * in_time / expected, 3),
+            'latency_p50_ms': round(float(np.percentile(latency_ms, 50)), 3),
+            'latency_p99_ms': round(float(np.percentile(latency_ms, 99)), 3),
+            'latency_max_ms': round(float(latency_ms.max()), 3),
+            'duplicates': self.duplicates,
+        }
