@@ -42,7 +42,7 @@ class NodeSpec:
 
 
 SIMULATOR = NodeSpec('mujoco_sim', 'mujoco_sim', 'exo_sim.mujoco_sim_node', 'MujocoSimNode', 'sim',
-                     'exo_sim.settings:PARAM_SPECS')
+                     'exo_sim.mujoco_sim_node:PARAMETERS')
 SENSORS = (
     NodeSpec('encoder_node', 'encoder_node', 'exo_sensors.encoder_node', 'EncoderNode', 'control',
              'exo_sensors.encoder:PARAMS'),

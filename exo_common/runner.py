@@ -108,8 +108,7 @@ class SessionPlan:
             if node_name == 'mujoco_sim':
                 extra['pacing'] = 'lockstep'
         if node_name == 'mujoco_sim' and not self.options.headless:
-            if any(p.name == 'viewer' for p in graph.SIMULATOR.parameter_specs()):
-                extra['viewer'] = True
+            extra['viewer'] = True
         rate = self.options.control_rate
         if rate:
             if node_name == 'mujoco_sim':

@@ -9,6 +9,8 @@ Pacing: `realtime` (wall-clock paced, stamps start at the wall clock) or `lockst
 sample, wait up to lockstep.wait_s for the next command before stepping; run the other nodes
 with use_sim_time on /clock).
 """
+import os
+import sys
 import threading
 import time
 
@@ -20,6 +22,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from exo_common.diagnostics import Level, Report
 from exo_common.joints import IMU_FRAMES, JOINT_NAMES, LEGS
+from exo_common.params import ParamSpec
 from exo_common.ros import STREAM_QOS, ExoNode, node_main
 from exo_sim.settings import NODE_NAME, PARAM_SPECS, simulation_kwargs
 from exo_sim.simulation import ExoSimulation
@@ -27,12 +30,19 @@ from exo_sim.simulation import ExoSimulation
 TREADMILL_RATE_HZ = 10.0
 DIAGNOSTICS_PERIOD_S = 1.0
 REALTIME_CLOCK_PERIOD_S = 0.01
+VIEWER_PERIOD_S = 1.0 / 30.0
 MAX_LAG_S = 0.005  # realtime: further behind than this, the schedule slips (stamps stay current, as a real device's would)
+
+PARAMETERS = [
+    *PARAM_SPECS,
+    ParamSpec('viewer', False, 'Open a MuJoCo viewer window on the simulation (needs a display)',
+              read_only=True),
+]
 
 
 class MujocoSimNode(ExoNode):
     def __init__(self, **kwargs):
-        super().__init__(NODE_NAME, PARAM_SPECS, **kwargs)
+        super().__init__(NODE_NAME, PARAMETERS, **kwargs)
         params = self.params
         # Device stamps start at the wall clock; kept in integer ns (float s has only ~0.2 us
         # resolution today), the simulation itself counts from zero.
@@ -67,10 +77,36 @@ class MujocoSimNode(ExoNode):
             sec=0, nanosec=int(round(k * 1e9 / self.sim.emg_fs)))) for k in range(batch)]
         self._strikes_published = {leg: 0 for leg in LEGS}
         self._slips = 0
+        self._next_view = 0.0
         self._active_problems = ()
+        self._viewer = self._open_viewer() if params['viewer'] else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name='mujoco_sim_physics', daemon=True)
         self._thread.start()
+
+    def _open_viewer(self):
+        if sys.platform.startswith('linux') and not (os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')):
+            # MuJoCo ends the whole process when GLFW cannot start, so never try without a display
+            self.get_logger().warning('viewer requested but there is no display: running headless')
+            return None
+        try:
+            import mujoco.viewer
+            return mujoco.viewer.launch_passive(self.sim.model, self.sim.data,
+                                                show_left_ui=False, show_right_ui=False)
+        except Exception as exc:  # no display, no OpenGL: the simulation runs on without a window
+            self.get_logger().warning(f'viewer unavailable, running headless: {exc}')
+            self.publish_diagnostics([Report(f'{NODE_NAME}: viewer', Level.WARN, f'viewer unavailable: {exc}')])
+            return None
+
+    def _sync_viewer(self, now: float) -> None:
+        if now < self._next_view:
+            return
+        self._next_view = now + VIEWER_PERIOD_S
+        if not self._viewer.is_running():
+            self._viewer = None
+            return
+        with self._viewer.lock():
+            self._viewer.sync()
 
     # --- executor side ---------------------------------------------------------------------
 
@@ -94,6 +130,9 @@ class MujocoSimNode(ExoNode):
             self._command_arrived.notify()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=2.0)
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
 
     def destroy_node(self):
         self.shutdown_hook()
@@ -135,6 +174,8 @@ class MujocoSimNode(ExoNode):
                 self.publish_diagnostics([Report(f'{NODE_NAME}: simulation', Level.ERROR, f'step failed: {exc!r}')])
                 time.sleep(0.1)
             now = time.monotonic()
+            if self._viewer is not None:
+                self._sync_viewer(now)
             if now - window[0] >= DIAGNOSTICS_PERIOD_S:
                 self._publish_status((sim.time - window[1]) / (now - window[0]))
                 window = (now, sim.time)

@@ -128,7 +128,9 @@ def test_config_files_are_loaded_for_each_node():
     _, started, _, _ = evaluate('sim.launch.py')
     for spec in graph.nodes('sim'):
         files = [entry for entry, is_file in started[spec.name]._Node__expanded_parameter_arguments if is_file]
-        assert [pathlib.Path(f).name for f in files] == [f'{spec.name}.yaml']
+        # the config file first, then launch_ros' temporary file of the inline overrides
+        assert pathlib.Path(files[0]) == REPO / 'config' / f'{spec.name}.yaml'
+        assert all(pathlib.Path(f).name.startswith('launch_params') for f in files[1:])
 
 
 def test_gazebo_chains_spawners_after_the_robot_is_created():

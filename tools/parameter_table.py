@@ -16,7 +16,7 @@ def render() -> str:
              'are those of the declarations (config/<node>.yaml may set others). Every parameter '
              'has a descriptor (description, units, range) that rqt_reconfigure and '
              '`ros2 param describe` show; read-only ones need a restart.', '']
-    for spec in graph.nodes('sim', record=True):
+    for spec in graph.nodes('sim', record=True) + (graph.LOOP_MONITOR,):
         lines += [f'## {spec.name}', '', '| parameter | default | units | range / choices | live | description |',
                   '|---|---|---|---|---|---|']
         for param in spec.parameter_specs():
