@@ -4,15 +4,18 @@ Per /joint_states sample (GaitController.step):
 1. check the sample (lengths, finite values, stamp order and age); a bad one gives a zero
    request and a problem, and the next good one restarts the ramp-in;
 2. advance the reference cross-fade and the phase (time-based in guidance mode, estimated from
-   each leg's hip motion otherwise, see exo_control.phase);
+   each leg's hip motion otherwise, see exo_control.phase; in cooperative mode a phase offset
+   also integrates the hip and knee error along the reference, so the patient leads timing);
 3. reference angles and velocities per leg (right leg half a cycle behind in guidance);
-4. torque = exo gravity + friction compensation (every mode)
+4. torque = exo gravity + friction compensation (every mode, for the state one drive lag
+            ahead so the lagging drive delivers it on time)
             + assistance x (K e + D e_dot) (guidance, cooperative) or the tunnel spring (path),
    assistance = leg bound, or the assist-as-needed level of the joint's phase bin, times the
    EMG yield factor;
-5. the whole request ramps in from zero after start, after the safety supervisor enables, and
-   after any interruption of valid data, with the reference re-synchronised to the measured
-   posture (best-matching phase plus an offset that fades out), so torque never jumps.
+5. the whole request ramps in from zero (linearly from the re-synchronisation stamp) after
+   start, after the safety supervisor enables, and after any interruption of valid data, with
+   the reference re-synchronised to the measured posture (best-matching phase plus an offset
+   that fades out), so torque never jumps.
 """
 import math
 from typing import Optional, Sequence
@@ -32,6 +35,7 @@ N_JOINTS = len(JOINT_NAMES)
 N_PER_LEG = len(JOINTS_PER_LEG)
 DEG = math.pi / 180.0
 POSITION_MARGIN = 0.2  # rad beyond the URDF range at which a measured angle is implausible
+MAX_PHASE_OFFSET = 0.1  # cycles: the largest correction of the cooperative phase estimate
 
 PARAMS = [
     ParamSpec('mode', 'guidance',
@@ -65,21 +69,34 @@ PARAMS = [
               'clearance)', '', 0.5, 2.0),
     ParamSpec('reference.blend_time_s', 2.0, 'cross-fade time of any reference change', 's',
               0.1, 10.0),
-    ParamSpec('stiffness.hip', 1500.0, 'hip stiffness at 100 % assistance', 'Nm/rad', 0.0, 3000.0),
+    ParamSpec('stiffness.hip', 2500.0, 'hip stiffness at 100 % assistance', 'Nm/rad', 0.0, 3000.0),
     ParamSpec('stiffness.knee', 1500.0, 'knee stiffness at 100 % assistance', 'Nm/rad', 0.0, 3000.0),
-    ParamSpec('stiffness.ankle', 400.0, 'ankle stiffness at 100 % assistance', 'Nm/rad', 0.0, 1500.0),
-    ParamSpec('damping.hip', 80.0, 'hip damping at 100 % assistance', 'Nm s/rad', 0.0, 200.0),
+    ParamSpec('stiffness.ankle', 250.0, 'ankle stiffness at 100 % assistance', 'Nm/rad', 0.0, 1500.0),
+    ParamSpec('damping.hip', 100.0, 'hip damping at 100 % assistance', 'Nm s/rad', 0.0, 200.0),
     ParamSpec('damping.knee', 40.0, 'knee damping at 100 % assistance', 'Nm s/rad', 0.0, 200.0),
-    ParamSpec('damping.ankle', 5.0, 'ankle damping at 100 % assistance', 'Nm s/rad', 0.0, 100.0),
+    ParamSpec('damping.ankle', 3.0, 'ankle damping at 100 % assistance', 'Nm s/rad', 0.0, 100.0),
     ParamSpec('path.tunnel_width_deg', 5.0, 'half-width of the path-mode tunnel (no corrective '
               'torque inside)', 'deg', 0.0, 30.0),
     ParamSpec('friction_compensation', 1.0, 'fraction of the drives\' URDF friction compensated',
               '', 0.0, 1.0),
+    ParamSpec('compensation.drive_lag_s', 0.008, 'the drives\' torque lag (first-order time '
+              'constant; 8 ms = a 20 Hz drive): gravity and friction compensation are computed for '
+              'the state this far ahead so that the torque arrives on time; 0 = no lead', 's',
+              0.0, 0.05),
+    ParamSpec('compensation.acceleration_filter_s', 0.01, 'time constant of the low-pass on the '
+              'differentiated joint velocity used for the lead', 's', 0.001, 0.1),
     ParamSpec('phase.loop_bandwidth_hz', 0.3, 'bandwidth of the phase-locked loop of the '
               'cooperative phase estimator', 'Hz', 0.1, 5.0),
     ParamSpec('phase.leg_fusion', 1.0, 'cooperative phase: 0 = each leg from its own hip, 1 = both '
               'legs\' estimates averaged with the other leg half a cycle behind (steadies a weak '
               'leg\'s estimate with the other leg\'s)', '', 0.0, 1.0),
+    ParamSpec('phase.cadence_prior', 0.05, 'cooperative phase: pull of the estimated stride rate '
+              'toward the cadence the belt speed implies, per hip crossing (0 = measured cadence '
+              'only; a passive leg gives no cadence of its own)', '', 0.0, 1.0),
+    ParamSpec('phase.path_correction_hz', 0.5, 'cooperative mode: rate at which a phase offset '
+              'moves to cancel the hip and knee tracking error along the reference (the patient '
+              'leads timing even under stiff guidance, and the estimator\'s own lag is removed); '
+              '0 = off', 'Hz', 0.0, 5.0),
     ParamSpec('emg.enabled', True, 'yield assistance where /emg/envelope shows the patient\'s own '
               'effort in the right phase'),
     ParamSpec('emg.threshold', 0.1, 'activation below which a muscle counts as silent',
@@ -161,6 +178,12 @@ class GaitController:
         self.request = [0.0] * N_JOINTS
         self.ramp = 0.0
         self._last_stamp: Optional[float] = None
+        self._phase_offset = [0.0, 0.0]
+        self._slope_power = self.reference.slope_power()
+        self._previous_velocity: Optional[list] = None
+        self._acceleration = [0.0] * N_JOINTS
+        self._ahead_q = [0.0] * N_JOINTS
+        self._ahead_qd = [0.0] * N_JOINTS
         self._needs_sync = True
         self._sync_offset = [0.0] * N_JOINTS
         self._sync_stamp = 0.0
@@ -177,6 +200,7 @@ class GaitController:
         self._damping = [p[f'damping.{group}'] for group in _JOINT_GROUPS]
         self._tunnel = p['path.tunnel_width_deg'] * DEG
         self._fusion = p['phase.leg_fusion']
+        self._path_correction = p['phase.path_correction_hz']
         self._leg_bounds = [p['assistance.left_percent'] / 100.0, p['assistance.right_percent'] / 100.0]
         bounds = [self._leg_bounds[j // N_PER_LEG] for j in range(N_JOINTS)]
         self.aan.gain = p['aan.gain'] / 100.0 / DEG
@@ -194,6 +218,7 @@ class GaitController:
         self.reference.blend_time_s = p['reference.blend_time_s']
         for estimator in self.estimators:
             estimator.set_bandwidth(p['phase.loop_bandwidth_hz'])
+            estimator.cadence_prior = p['phase.cadence_prior']
         if 'mode' in changed:
             self._needs_sync = True  # a new law starts from the posture, ramped in
         self._retarget()
@@ -212,6 +237,7 @@ class GaitController:
             hip = self.reference.hip_curve()
             for estimator in self.estimators:
                 estimator.calibrate(hip, normalisation=False)
+            self._slope_power = self.reference.slope_power()
 
     def set_treadmill_speed(self, speed_mps: float, stamp: float) -> Optional[str]:
         """Belt speed (m/s); returns a problem sentence for a bad value (then ignored).
@@ -319,6 +345,7 @@ class GaitController:
         reference = self.reference
         reference.advance(dt)
         rate = reference.stride_rate
+        self.estimators[0].nominal_rate = self.estimators[1].nominal_rate = rate
         mode = self._mode
         estimators = self.estimators
         left = estimators[0].update(q[0], qd[0], dt)
@@ -329,6 +356,8 @@ class GaitController:
             rates = (rate, rate)
         else:
             rates = (estimators[0].rate, estimators[1].rate)
+            left = (left + self._phase_offset[0]) % 1.0
+            right = (right + self._phase_offset[1]) % 1.0
             fusion = self._fusion
             if fusion > 0.0:
                 # Circular mixing of each leg's estimate with the other's, shifted half a cycle.
@@ -356,11 +385,14 @@ class GaitController:
             for j in range(N_JOINTS):
                 pos[j] += fade * offset[j]
 
-        torque = self.dynamics.gravity(q)
-        friction = self.dynamics.friction(qd, self.params['friction_compensation'])
-        ramp = self.ramp
-        if ramp < 1.0:
-            ramp = self.ramp = min(1.0, ramp + dt / self.params['safety.torque_ramp_s'])
+        q_ahead, qd_ahead = self._lead(q, qd, dt)
+        torque = self.dynamics.gravity(q_ahead)
+        friction = self.dynamics.friction(qd_ahead, self.params['friction_compensation'])
+        # The ramp counts from the (re)synchronisation, so the first request after enabling is
+        # zero whatever time passed before it, and it scales the whole law (damping included).
+        ramp = self.ramp = min(1.0, (stamp - self._sync_stamp) / self.params['safety.torque_ramp_s'])
+        if mode == 2 and fade <= 0.0 and self._path_correction > 0.0:
+            self._correct_phase(q, dt)
         if mode != 0:
             self._add_assistance(torque, q, qd, stamp, dt, learn=ramp >= 1.0 and fade <= 0.0)
         else:
@@ -406,21 +438,62 @@ class GaitController:
             else:
                 torque[j] += level * (stiffness[j] * error + damping[j] * (vel[j] - qd[j]))
 
+    def _lead(self, q: Sequence[float], qd: Sequence[float], dt: float) -> tuple[list, list]:
+        """The joint state compensation.drive_lag_s ahead (constant acceleration, low-passed)."""
+        lag = self.params['compensation.drive_lag_s']
+        previous = self._previous_velocity
+        self._previous_velocity = list(qd)
+        if lag <= 0.0:
+            return q, qd
+        acceleration = self._acceleration
+        if previous is None or dt <= 0.0:
+            acceleration[:] = [0.0] * N_JOINTS
+        else:
+            k = dt / (self.params['compensation.acceleration_filter_s'] + dt)
+            for j in range(N_JOINTS):
+                acceleration[j] += k * ((qd[j] - previous[j]) / dt - acceleration[j])
+        q_ahead, qd_ahead = self._ahead_q, self._ahead_qd
+        for j in range(N_JOINTS):
+            q_ahead[j] = q[j] + lag * qd[j]
+            qd_ahead[j] = qd[j] + lag * acceleration[j]
+        return q_ahead, qd_ahead
+
+    def _correct_phase(self, q: Sequence[float], dt: float) -> None:
+        """Move each leg's phase offset down the gradient of its squared hip and knee error.
+
+        d/d(phase) of 0.5 |q - r(phase)|^2 is -(q - r) . dr/dphase: the offset integrates the
+        error along the reference, normalised by the pattern's mean squared slope, so it settles
+        where the exo applies no net torque along the path: timing is the patient's.
+        """
+        pos, slope = self.reference_position, self._slope
+        gain = 2.0 * math.pi * self._path_correction * dt
+        for leg in range(2):
+            base = leg * N_PER_LEG
+            along = ((q[base] - pos[base]) * slope[base]
+                     + (q[base + 1] - pos[base + 1]) * slope[base + 1]) / self._slope_power
+            offset = self._phase_offset[leg] + gain * along
+            self._phase_offset[leg] = max(-MAX_PHASE_OFFSET, min(MAX_PHASE_OFFSET, offset))
+
     def _synchronise(self, stamp: float, q: Sequence[float]) -> None:
         """Restart from the measured posture: phase that fits it best, offset fading out, ramp 0."""
+        phases = None
         if self._mode == 1:
-            self.time_phase.phase = self.reference.best_phase(q)
-            self.phases[0] = self.time_phase.phase
-            self.phases[1] = (self.phases[0] - 0.5) % 1.0
-            self.reference.sample_leg(self.phases[0], self.reference_position, self._slope, 0)
-            self.reference.sample_leg(self.phases[1], self.reference_position, self._slope, N_PER_LEG)
+            left = self.time_phase.phase = self.reference.best_phase(q)
+            phases = (left, (left - 0.5) % 1.0)
         elif not all(estimator.locked for estimator in self.estimators):
             # Before the hips have crossed their centre the estimators only integrate time:
             # start them from the posture, the right leg half a cycle behind.
             left = self.reference.best_phase(q)
+            self._phase_offset = [0.0, 0.0]
             for estimator, phase in zip(self.estimators, (left, left - 0.5)):
                 if not estimator.locked:
                     estimator.reset(phase, self.reference.stride_rate)
+            phases = tuple(estimator.phase for estimator in self.estimators)
+        if phases is not None:
+            # The offset that fades out must be taken from the reference at the new phases.
+            self.phases[0], self.phases[1] = phases
+            self.reference.sample_leg(phases[0], self.reference_position, self._slope, 0)
+            self.reference.sample_leg(phases[1], self.reference_position, self._slope, N_PER_LEG)
         self._sync_offset = [m - r for m, r in zip(q, self.reference_position)]
         self._sync_stamp = stamp
         self.ramp = 0.0

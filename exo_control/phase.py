@@ -46,11 +46,18 @@ class HipCrossingPhase:
         rate_hz: initial stride rate (strides per second).
         loop_bandwidth_hz: how fast the output follows corrections at the crossings.
         hysteresis: fraction of the hip amplitude a crossing must pass to count (noise immunity).
+        cadence_prior: pull of the rate toward `nominal_rate` at each crossing (0..1). The hip
+            of a passive leg moves at the rate the exo drives it, so without a prior the rate
+            measured from it has nothing to return to and drifts; on a treadmill the belt speed
+            and the pattern's stride length fix the cadence (nominal_rate), which anchors it.
     """
 
     def __init__(self, reference_hip, rate_hz: float, loop_bandwidth_hz: float = 1.0,
-                 hysteresis: float = 0.15, min_rate_hz: float = 0.1, max_rate_hz: float = 2.0):
+                 hysteresis: float = 0.15, min_rate_hz: float = 0.1, max_rate_hz: float = 2.0,
+                 cadence_prior: float = 0.0):
         self.set_bandwidth(loop_bandwidth_hz)
+        self.nominal_rate = rate_hz
+        self.cadence_prior = cadence_prior
         self.hysteresis = hysteresis
         self.min_rate_hz = min_rate_hz
         self.max_rate_hz = max_rate_hz
@@ -132,8 +139,9 @@ class HipCrossingPhase:
             period = when - previous
             if self.min_rate_hz <= 1.0 / period <= self.max_rate_hz:
                 self.rate += 0.5 * (1.0 / period - self.rate)
-        if self._anchor is None:
-            self.phase = self.event_phase[direction] + (self.time - when) * self.rate
+            self.rate += self.cadence_prior * (self.nominal_rate - self.rate)
+        # The output is never set here, only pulled by the loop: a jump of the phase would step
+        # the reference (and the torque) at the first crossing.
         self._anchor = (when, self.event_phase[direction])
         if direction == 1:
             self._new_stride()

@@ -145,6 +145,11 @@ class GaitReference:
                 old = row[i] + f * (row[i + 1] - row[i])
                 out_slope[offset + j] = old + w * (out_slope[offset + j] - old)
 
+    def slope_power(self) -> float:
+        """Cycle mean of (d hip / d phase)^2 + (d knee / d phase)^2 of the target pattern (rad^2)."""
+        _, slope = self._new
+        return float(np.mean(np.square(slope[HIP][:-1])) + np.mean(np.square(slope[KNEE][:-1])))
+
     def hip_curve(self) -> np.ndarray:
         """The current target hip curve (size + 1 samples), for phase-estimator calibration."""
         return np.asarray(self._new[0][HIP])

@@ -80,6 +80,10 @@ def test_parameter_change_blends_in_without_a_step():
     fastest = GaitReference(1.0, 1.4, 1.6)
     slope = max(abs(v) for row in fastest._new[1] for v in row) * fastest.stride_rate * DT
     assert largest < 1.2 * slope, (largest, slope)
+    # ... while switching the same change without a blend would step by far more.
+    unblended = max(abs(a - b) for k in range(100)
+                    for a, b in zip(leg_angles(GaitReference(0.55), k / 100)[0], leg_angles(fastest, k / 100)[0]))
+    assert unblended > 10 * slope, (unblended, slope)
     assert not reference.blending
     assert reference.stride_rate == pytest.approx(1.0 / normative.stride_time_s(1.0))
 
@@ -257,7 +261,7 @@ def test_not_enabled_gives_zero_and_resynchronises_on_enable(dynamics, limits):
     assert controller.step(stamp, moved, [0.0] * 6) == [0.0] * 6
     controller.set_enabled(True)
     request = controller.step(stamp + DT, moved, [0.0] * 6)
-    assert request == pytest.approx([0.0] * 6, abs=0.2)
+    assert request == [0.0] * 6  # the ramp scales the whole law, damping included
     assert controller.reference_position == pytest.approx(moved, abs=1e-6)
 
 
@@ -292,3 +296,71 @@ def test_treadmill_speed_moves_the_reference_and_times_out(dynamics, limits):
 def test_cross_parameter_check_refuses_inverted_emg_thresholds():
     params = resolve(PARAMS, {'emg.threshold': 0.5, 'emg.full_activation': 0.3})
     assert 'must exceed' in check_params(params)
+
+
+def test_cadence_prior_pulls_the_rate_toward_the_belt_cadence_by_a_known_fraction():
+    reference = GaitReference(0.55)
+    hip = reference.hip_curve()
+    nominal = reference.stride_rate
+    rates = {}
+    for prior in (0.0, 0.2):
+        estimator = HipCrossingPhase(hip, nominal, 0.3, cadence_prior=prior)
+        grid = np.linspace(0, 1, len(hip))
+        for k in range(40000):
+            estimator.update(float(np.interp((k * DT * 1.25 * nominal) % 1.0, grid, hip)), 0.0, DT)
+        rates[prior] = estimator.rate
+    assert rates[0.0] == pytest.approx(1.25 * nominal, rel=0.01)
+    # Fixed point of r <- r + 0.5 (r_walker - r), then r <- r + w (nominal - r), per crossing.
+    w = 0.2
+    expected = (0.5 * (1 - w) * 1.25 * nominal + w * nominal) / (1 - 0.5 * (1 - w))
+    assert rates[0.2] == pytest.approx(expected, rel=0.01)
+
+
+def walk_ahead(controller, lead, seconds, start=1.0):
+    """Feed a walker whose posture is the controller's own reference `lead` cycles ahead."""
+    stamp = start
+    pos, slope = [0.0] * 6, [0.0] * 6
+    q = list(controller.reference_position)
+    for _ in range(int(seconds / DT)):
+        controller.step(stamp, q, [0.0] * 6)
+        controller.reference.sample_leg(controller.phases[0] + lead, pos, slope, 0)
+        controller.reference.sample_leg(controller.phases[1] + lead, pos, slope, 3)
+        q = list(pos)
+        stamp += DT
+    return stamp
+
+
+def test_cooperative_phase_moves_toward_a_walker_ahead_of_it(dynamics, limits):
+    moved = {}
+    for hz in (0.0, 0.5):
+        controller = make_controller(dynamics, limits, mode='cooperative', **{'phase.path_correction_hz': hz,
+                                                                             'phase.leg_fusion': 0.0})
+        walk_ahead(controller, 0.0, 3.0)  # past the re-synchronisation fade
+        start = [wrap_half(p - e.phase) for p, e in zip(controller.phases, controller.estimators)]
+        walk_ahead(controller, 0.03, 1.0, start=4.0)
+        moved[hz] = [wrap_half(p - e.phase) - s for p, e, s in zip(controller.phases, controller.estimators, start)]
+    assert moved[0.0] == pytest.approx([0.0, 0.0], abs=1e-9)
+    assert min(moved[0.5]) > 0.01
+
+
+def test_cooperative_mode_starts_from_the_measured_posture(dynamics, limits):
+    posture = [0.3, 0.2, 0.0, -0.1, 0.3, 0.1]
+    controller = make_controller(dynamics, limits, mode='cooperative')
+    assert controller.step(1.0, posture, [0.0] * 6) == [0.0] * 6
+    assert controller.reference_position == pytest.approx(posture, abs=1e-9)
+
+
+def test_compensation_leads_the_drive_lag(dynamics, limits):
+    lag = 0.02
+    controller = make_controller(dynamics, limits, mode='transparent', **{'compensation.drive_lag_s': lag,
+                                                                          'safety.torque_ramp_s': 0.05})
+    velocity = [0.5, -1.0, 0.3, 0.2, 0.4, -0.6]
+    stamp, q = 1.0, [0.2, 0.4, 0.0, -0.1, 0.3, 0.1]
+    for _ in range(200):  # constant velocity: the lead is a pure position prediction
+        request = controller.step(stamp, q, velocity)
+        q = [a + v * DT for a, v in zip(q, velocity)]
+        stamp += DT
+    q = [a - v * DT for a, v in zip(q, velocity)]
+    ahead = [a + lag * v for a, v in zip(q, velocity)]
+    expected = [g + f for g, f in zip(dynamics.gravity(ahead), dynamics.friction(velocity))]
+    assert request == pytest.approx(expected, abs=1e-6)

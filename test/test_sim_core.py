@@ -265,3 +265,26 @@ def test_device_pattern_clears_the_belt_with_the_smallest_documented_adjustment(
     raw, _ = normative.joint_curves(speed)
     np.testing.assert_allclose(bare[0], raw[0] - tilt)
     assert 8.0 < np.degrees(tilt).mean() < 16.0
+
+
+def test_device_pattern_lands_the_leading_heel_at_phase_zero():
+    import mujoco
+    from exo_common.description import load_description
+    from exo_sim.model import box_corners, build_model
+    model, index = build_model(load_description())
+    data = mujoco.MjData(model)
+    feet = [model.geom(f'{leg}_foot_collision').id for leg in ('left', 'right')]
+    speed = 2.0 / 3.6
+
+    def gap(alignment, phase):
+        """Lowest point of the leading (left) foot above the trailing (right) one, m."""
+        curves, _ = normative.device_curves(speed, phase=np.array([phase, phase + 0.5]), alignment=alignment)
+        data.qpos[index.joint_qpos] = np.concatenate((curves[:, 0], curves[:, 1]))
+        mujoco.mj_kinematics(model, data)
+        lowest = [box_corners(data.geom_xpos[g], data.geom_xmat[g].reshape(3, 3), model.geom_size[g])[:, 2].min()
+                  for g in feet]
+        return lowest[0] - lowest[1]
+
+    assert gap(normative.NO_ALIGNMENT, 0.0) > 0.01    # upright pelvis: the heel hangs above
+    double_support = np.linspace(0.0, 0.1, 11)
+    assert max(abs(gap(normative.DEVICE_ALIGNMENT, p)) for p in double_support) < 0.006
