@@ -7,9 +7,11 @@ Publishes: /gait/events, /gait/metrics (sensor_msgs/JointState), /gait/feedback
 All analysis is in exo_analysis.analysis (plain Python); times are the messages' device stamps.
 """
 import math
+import struct
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64
 
@@ -23,6 +25,15 @@ from exo_analysis.settings import (METRIC_NAMES, NODE_NAME, PARAMS, analysis_con
                                    goal_targets, metric_values)
 
 FUTURE_TOLERANCE_S = 1.0
+_CDR_STAMP = struct.Struct('<iI')  # header.stamp right after the 4-byte encapsulation (CDR, LE)
+
+
+def _cdr_stamp(data: bytes):
+    """header.stamp of a serialized stamped message in little-endian CDR, else None."""
+    if len(data) < 12 or data[1] != 1:
+        return None
+    sec, nanosec = _CDR_STAMP.unpack_from(data, 4)
+    return sec + nanosec * 1e-9
 MAX_SPEED_MPS = 5.0
 
 
@@ -48,8 +59,11 @@ class GaitAnalyzerNode(ExoNode):
             topic = f'/imu/{leg}_shank_imu'
             self.create_subscription(Imu, topic, lambda msg, leg=leg, topic=topic: self._on_imu(leg, topic, msg),
                                      STREAM_QOS)
-        self.create_subscription(JointState, '/joint_states', self._on_joints, STREAM_QOS)
-        self.create_subscription(JointState, '/gait_controller/effort_request', self._on_effort, STREAM_QOS)
+        # 1 kHz streams kept at joint_sample_period_s: taken serialized, and only the kept ones
+        # are deserialized (the stamp is read from the CDR bytes), which saves most of their cost
+        self.create_subscription(JointState, '/joint_states', self._on_joints_raw, STREAM_QOS, raw=True)
+        self.create_subscription(JointState, '/gait_controller/effort_request', self._on_effort_raw,
+                                 STREAM_QOS, raw=True)
         self.create_subscription(Float64, '/hw/treadmill/speed', self._on_speed, STREAM_QOS)
         self.create_timer(1.0, self._publish_status)
 
@@ -137,6 +151,20 @@ class GaitAnalyzerNode(ExoNode):
                 header=self._header(event.time), name=[f'{event.leg}_{event.kind}'],
                 position=[event.detected_at - event.time]))
         self._publish_strides(results)
+
+    def _on_joints_raw(self, data: bytes) -> None:
+        stamp = _cdr_stamp(data)
+        if stamp is not None and stamp < self._next_joint_time:  # not kept: only order is checked
+            if stamp <= self._last_stamp.get('/joint_states', -math.inf):
+                self._stamp_ok('/joint_states', stamp)
+            return
+        self._on_joints(deserialize_message(data, JointState))
+
+    def _on_effort_raw(self, data: bytes) -> None:
+        stamp = _cdr_stamp(data)
+        if stamp is not None and stamp < self._next_effort_time:
+            return
+        self._on_effort(deserialize_message(data, JointState))
 
     def _on_joints(self, msg: JointState) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9

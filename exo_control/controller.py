@@ -10,8 +10,9 @@ Per /joint_states sample (GaitController.step):
 4. torque = exo gravity + friction compensation (every mode, for the state one drive lag
             ahead so the lagging drive delivers it on time)
             + assistance x (K e + D e_dot) (guidance, cooperative) or the tunnel spring (path),
-   assistance = leg bound, or the assist-as-needed level of the joint's phase bin, times the
-   EMG yield factor;
+   assistance = leg bound, or the assist-as-needed level of the joint's phase bin (its
+   forgetting gated by the EMG's voluntary activity when aan.emg_gated_forgetting, see
+   exo_control.assistance), times the EMG yield factor;
 5. the whole request ramps in from zero (linearly from the re-synchronisation stamp) after
    start, after the safety supervisor enables, and after any interruption of valid data, with
    the reference re-synchronised to the measured posture (best-matching phase plus an offset
@@ -57,6 +58,10 @@ PARAMS = [
     ParamSpec('aan.forgetting', 0.95, 'assistance kept from one stride to the next (1 = never '
               'decreases)', '', 0.5, 1.0),
     ParamSpec('aan.deadband_deg', 2.0, 'tracking error that adds no assistance', 'deg', 0.0, 20.0),
+    ParamSpec('aan.emg_gated_forgetting', True, 'assist-as-needed forgets help only where '
+              '/emg/envelope shows the joint\'s own voluntary activity (a muscle above emg.threshold '
+              'inside its on-window); where it shows none, help is kept. Without fresh EMG the plain '
+              'rule (forgetting everywhere) applies'),
     ParamSpec('aan.phase_bins', 20, 'phase bins per gait cycle of the adapted assistance', '',
               4, 100, read_only=True),
     ParamSpec('reference.speed_kmh', 2.0, 'walking speed of the reference when not following '
@@ -99,8 +104,8 @@ PARAMS = [
               '0 = off', 'Hz', 0.0, 5.0),
     ParamSpec('emg.enabled', True, 'yield assistance where /emg/envelope shows the patient\'s own '
               'effort in the right phase'),
-    ParamSpec('emg.threshold', 0.1, 'activation below which a muscle counts as silent',
-              'fraction of MVC', 0.0, 1.0),
+    ParamSpec('emg.threshold', 0.05, 'activation below which a muscle counts as silent (no '
+              'yielding, and no forgetting with aan.emg_gated_forgetting)', 'fraction of MVC', 0.0, 1.0),
     ParamSpec('emg.full_activation', 0.4, 'activation at which the yield is complete',
               'fraction of MVC', 0.01, 1.5),
     ParamSpec('emg.max_yield', 0.5, 'largest reduction of a joint\'s assistance', '', 0.0, 1.0),
@@ -163,6 +168,7 @@ class GaitController:
         self.estimators = [HipCrossingPhase(hip, self.reference.stride_rate,
                                          params['phase.loop_bandwidth_hz']) for _ in LEGS]
         self.aan = AssistAsNeeded(params['aan.phase_bins'], 0.0, 1.0, 0.0, [1.0] * N_JOINTS)
+        self._emg_voluntary = [False] * N_JOINTS
         self.emg_yield = EmgYield(0.1, 0.4, 0.5)
         self._emg_target = [1.0] * N_JOINTS
         self._emg_factor = [1.0] * N_JOINTS
@@ -205,6 +211,7 @@ class GaitController:
         bounds = [self._leg_bounds[j // N_PER_LEG] for j in range(N_JOINTS)]
         self.aan.gain = p['aan.gain'] / 100.0 / DEG
         self.aan.forgetting = p['aan.forgetting']
+        self.aan.emg_gated = p['aan.emg_gated_forgetting']
         deadband = p['aan.deadband_deg'] * DEG
         self.aan.deadband = max(deadband, self._tunnel) if p['mode'] == 'path' else deadband
         if 'aan.enabled' in changed and p['aan.enabled']:
@@ -272,11 +279,19 @@ class GaitController:
                 return f'EMG {name}: activation {value} outside 0..2 (fraction of MVC)'
         self._emg_stamp = stamp
         self._emg_activations = list(activations)
-        self._emg_target = self.emg_yield.factors(self._emg_activations, self.phases)
+        efforts = self.emg_yield.efforts(self._emg_activations, self.phases)
+        max_yield = self.emg_yield.max_yield
+        self._emg_target = [1.0 - max_yield * min(1.0, effort) for effort in efforts]
+        self._emg_voluntary = self.emg_yield.active(self._emg_activations, self.phases)
         return None
 
+    def emg_fresh(self, now: float) -> bool:
+        """Whether usable EMG arrived within emg.timeout_s."""
+        return now - self._emg_stamp <= self.params['emg.timeout_s']
+
     def emg_active(self, now: float) -> bool:
-        return self.params['emg.enabled'] and now - self._emg_stamp <= self.params['emg.timeout_s']
+        """Whether EMG yielding is on and has fresh EMG."""
+        return self.params['emg.enabled'] and self.emg_fresh(now)
 
     def set_enabled(self, enabled: bool) -> None:
         """The safety supervisor's state: torque only while enabled; re-sync on each enable."""
@@ -408,6 +423,7 @@ class GaitController:
         pos, vel, phases = self.reference_position, self.reference_velocity, self.phases
         stiffness, damping = self._stiffness, self._damping
         aan = self.aan if self.params['aan.enabled'] else None
+        voluntary = self._emg_voluntary if aan is not None and aan.emg_gated and self.emg_fresh(stamp) else None
         bounds = self._leg_bounds
         emg = self._emg_factor
         if self.emg_active(stamp):
@@ -422,7 +438,7 @@ class GaitController:
             if aan is None:
                 level = bounds[leg]
             elif learn:
-                level = aan.observe(j, phases[leg], abs(error))
+                level = aan.observe(j, phases[leg], abs(error), None if voluntary is None else voluntary[j])
             else:
                 level = aan.level(j, phases[leg])
             emg[j] += k * (target[j] - emg[j])

@@ -4,7 +4,7 @@ All math and checks are in exo_sensors.imu; this is the rclpy shell. One filter 
 the frames must exist in the URDF (exo_common.description), and each output's frame_id is the
 frame's URDF link name.
 
-QoS: STREAM (RELIABLE, KEEP_LAST 10, VOLATILE; docs/INTERFACES.md) in and out. 200 Hz per IMU;
+QoS: STREAM (RELIABLE, KEEP_LAST 10, VOLATILE; docs/INTERFACES.md) in and out. 100 Hz per IMU by default;
 depth 10 (50 ms) absorbs a stalled callback without losing samples (the orientation filter
 integrates every gyro sample, so a lost one is an orientation error), and the staleness check
 refuses whatever got too old in the queue. Diagnostics: DIAGNOSTICS (reliable, depth 100).

@@ -9,6 +9,7 @@ Pacing: `realtime` (wall-clock paced, stamps start at the wall clock) or `lockst
 sample, wait up to lockstep.wait_s for the next command before stepping; run the other nodes
 with use_sim_time on /clock).
 """
+import math
 import os
 import sys
 import threading
@@ -17,13 +18,13 @@ import time
 from builtin_interfaces.msg import Duration, Time as TimeMsg
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState, TimeReference
-from std_msgs.msg import Float64, Float64MultiArray
+from std_msgs.msg import Float64, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from exo_common.diagnostics import Level, Report
 from exo_common.joints import IMU_FRAMES, JOINT_NAMES, LEGS
 from exo_common.params import ParamSpec
-from exo_common.ros import STREAM_QOS, ExoNode, node_main
+from exo_common.ros import LATCHED_QOS, STREAM_QOS, ExoNode, node_main
 from exo_sim.settings import NODE_NAME, PARAM_SPECS, simulation_kwargs
 from exo_sim.simulation import ExoSimulation
 
@@ -36,6 +37,10 @@ MAX_LAG_S = 0.005  # realtime: further behind than this, the schedule slips (sta
 PARAMETERS = [
     *PARAM_SPECS,
     ParamSpec('viewer', False, 'Open a MuJoCo viewer window on the simulation (needs a display)',
+              read_only=True),
+    ParamSpec('treadmill.follow_safety', True,
+              'Belt and patient walk only while /safety_supervisor/state is ENABLED and stop with '
+              'it, as a Lokomat treadmill stops with its orthosis (false: walk from the start)',
               read_only=True),
 ]
 
@@ -80,6 +85,9 @@ class MujocoSimNode(ExoNode):
         self._next_view = 0.0
         self._active_problems = ()
         self._viewer = self._open_viewer() if params['viewer'] else None
+        if params['treadmill.follow_safety']:
+            self.sim.set_walking(False)
+            self.create_subscription(String, '/safety_supervisor/state', self._on_safety_state, LATCHED_QOS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name='mujoco_sim_physics', daemon=True)
         self._thread.start()
@@ -109,6 +117,12 @@ class MujocoSimNode(ExoNode):
             self._viewer.sync()
 
     # --- executor side ---------------------------------------------------------------------
+
+    def _on_safety_state(self, msg: String) -> None:
+        walking = msg.data == 'ENABLED'
+        if walking != self.sim.walking:
+            self.get_logger().info('treadmill and patient ' + ('start walking' if walking else 'stop'))
+            self.sim.set_walking(walking)
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         with self._command_arrived:
@@ -190,8 +204,10 @@ class MujocoSimNode(ExoNode):
                 if delay > 0.0:
                     time.sleep(delay)
                 elif delay < -MAX_LAG_S:
-                    wall_start -= delay
-                    self._origin_ns += int(round(-delay * 1e9))  # stamps stay on the wall clock
+                    # skip whole steps: stamps stay on the wall clock and on the step grid
+                    skipped = math.ceil(-delay / sim.dt) * sim.dt
+                    wall_start += skipped
+                    self._origin_ns += int(round(skipped * 1e9))
                     self._slips += 1
 
     def _stamp(self, sim_seconds: float) -> TimeMsg:

@@ -27,6 +27,9 @@ PARAM_SPECS = (
               'bit', 10, 24, read_only=True),
     ParamSpec('encoder.effort_noise_nm', 0.1, 'Noise (1 sd) of the measured drive torque', 'Nm',
               0.0, 10.0, read_only=True),
+    ParamSpec('imu.rate_hz', 100.0, 'Output rate of each of the five IMUs (wireless IMU networks of '
+              'five or more sensors stream at about 100 Hz, e.g. Xsens MTw Awinda)', 'Hz', 50.0, 1000.0,
+              read_only=True),
     ParamSpec('mains_hz', 50.0, 'Mains frequency of the hum in the raw EMG', 'Hz', read_only=True,
               check=lambda v: None if v in (50.0, 60.0) else f'mains_hz must be 50.0 or 60.0, got {v}'),
     ParamSpec('emg.hum_mv', 0.02, 'Amplitude of mains hum in the raw EMG', 'mV', 0.0, 1.0, read_only=True),
@@ -57,4 +60,5 @@ def simulation_kwargs(params: dict, time_origin: float) -> dict:
         patient_height=params['patient.height_m'], patient_mass=params['patient.mass_kg'],
         actuator_bandwidth_hz=params['actuator.bandwidth_hz'],
         encoder_bits=params['encoder.resolution_bits'],
-        effort_noise_nm=params['encoder.effort_noise_nm'], emg=emg, time_origin=time_origin)
+        effort_noise_nm=params['encoder.effort_noise_nm'], imu_rate_hz=params['imu.rate_hz'],
+        emg=emg, time_origin=time_origin)

@@ -59,7 +59,7 @@ class SimOptions:
     actuator_bandwidth_hz: float = 20.0
     encoder_bits: int = devices.ENCODER_BITS
     effort_noise_nm: float = 0.1
-    imu_rate_hz: float = 200.0
+    imu_rate_hz: float = 100.0
     imu: devices.ImuSpec = field(default_factory=devices.ImuSpec)
     emg: devices.EmgSpec = field(default_factory=devices.EmgSpec)
     emg_batch_samples: int = 20
@@ -167,8 +167,9 @@ class ExoSimulation:
         self._accel_rows = index.accel.ravel()
         self._gyro_rows = index.gyro.ravel()
 
-        self._speed_target = float(speed_kmh) * KMH
+        self._speed_target = self._speed_setting = float(speed_kmh) * KMH
         self.belt_speed = self._speed_target
+        self.walking = True
         self._bws_target = float(bws_percent)
         self.bws_percent = self._bws_target
         self.patient.set_speed(self.belt_speed)
@@ -207,7 +208,22 @@ class ExoSimulation:
 
     def set_speed_kmh(self, speed_kmh: float) -> None:
         """New belt speed; the belt accelerates toward it at treadmill_accel_mps2."""
-        self._speed_target = max(0.0, float(speed_kmh)) * KMH
+        self._speed_setting = max(0.0, float(speed_kmh)) * KMH
+        if self.walking:
+            self._speed_target = self._speed_setting
+
+    def set_walking(self, walking: bool) -> None:
+        """Start or stop the session: the belt runs up to (or down from) its set speed and the
+        patient walks its pattern, or holds its current posture while the belt stands still.
+
+        A Lokomat's treadmill runs only while the orthosis is active and stops with it; the
+        simulator's node couples this to the safety supervisor's state.
+        """
+        self.walking = bool(walking)
+        self._speed_target = self._speed_setting if self.walking else 0.0
+        if self.steps == 0:  # before the first step the belt is simply at its speed
+            self.belt_speed = self._speed_target
+            self.patient.set_speed(self.belt_speed)
 
     def set_bws_percent(self, percent: float) -> None:
         """New body-weight support (% of patient weight), reached at bws_rate_percent_per_s."""
@@ -275,9 +291,12 @@ class ExoSimulation:
             support - opts.bws_stiffness_n_per_m * data.qpos[index.pelvis_qpos]
             - opts.bws_damping_n_s_per_m * data.qvel[index.pelvis_dof])
 
-        self._phase = (self._phase + dt * self.patient.cycle_rate) % 1.0
         qd = data.qvel[self._jd]
+        if self.walking:
+            self._phase = (self._phase + dt * self.patient.cycle_rate) % 1.0
         q_ref, qd_ref, qdd_ref = self.patient.reference((self._phase, self._phase + 0.5))
+        if not self.walking:  # standing: hold the posture of the current phase
+            qd_ref, qdd_ref = np.zeros_like(qd_ref), np.zeros_like(qdd_ref)
         # The patient's sense of its legs' dynamics: inverse dynamics of the pattern's
         # accelerations at the current state (legs as a free chain; contact not included).
         data.qacc[:] = 0.0

@@ -1,8 +1,12 @@
 """Closed loop: the plain controller driving exo_sim.simulation.ExoSimulation directly (no DDS).
 
 Velocity comes from the encoder node's own filter (exo_sensors.encoder.EncoderProcessor) on the
-quantised encoder positions, as on the real chain. Targets are those of issue 5.
+quantised encoder positions, as on the real chain. With `emg=True` the simulator's raw EMG
+batches go through the EMG node's chain (exo_sensors.emg.EmgProcessor, MVC-normalised) into
+GaitController.set_emg, as /emg/envelope reaches it in gait_controller_node. Targets are those
+of issue 5.
 """
+import functools
 import math
 
 import numpy as np
@@ -10,7 +14,7 @@ import pytest
 
 from exo_common import normative
 from exo_common.description import expand_xacro, joint_limits
-from exo_common.joints import JOINT_NAMES
+from exo_common.joints import EMG_CHANNELS, JOINT_NAMES
 from exo_common.params import resolve
 from exo_control.controller import PARAMS, GaitController
 from exo_control.dynamics import ExoDynamics
@@ -18,6 +22,8 @@ from exo_control.phase import wrap_half
 
 simulation = pytest.importorskip('exo_sim.simulation')
 from exo_sensors.encoder import PARAMS as ENCODER_PARAMS, EncoderProcessor  # noqa: E402
+from exo_sensors.emg import PARAMS as EMG_PARAMS, EmgProcessor, MvcCalibration  # noqa: E402
+from exo_sim.devices import EmgSynth  # noqa: E402
 
 # Body-weight support per population, % of the patient's weight. The issue fixes none; these are
 # typical clinical settings of Lokomat-style training (typical values, not one study's figure):
@@ -29,9 +35,30 @@ SETTLE_S = 10.0
 COMMAND_TIMEOUT_S = 0.05  # mujoco_sim command_timeout_s
 
 
-def session(patient, seconds, seed=0, **overrides):
-    """Run a session; returns per-step arrays after SETTLE_S and the controller."""
+@functools.cache
+def mvc_references() -> dict:
+    """The emg_node's ~/calibrate_mvc on the simulator's amplifier: the peak envelope of each
+    channel over mvc.calibration_duration of maximal contraction (activation 1 on every channel
+    of the simulator's EMG model, the same signal chain as in a session), as mvc.<channel>."""
+    params = resolve(EMG_PARAMS, {})
+    options = simulation.SimOptions()
+    synth = EmgSynth(len(EMG_CHANNELS), options.emg, np.random.default_rng(1))
+    processor = EmgProcessor(params)
+    calibration = MvcCalibration(int(params['mvc.calibration_duration'] * options.emg.fs_hz), len(EMG_CHANNELS))
+    full, still = np.ones(len(EMG_CHANNELS)), np.zeros(len(EMG_CHANNELS))
+    while not calibration.done:
+        calibration.feed(processor.process(synth.generate(options.emg_batch_samples, full, still)))
+    return {f'mvc.{channel}': float(peak) for channel, peak in zip(EMG_CHANNELS, calibration.peaks)}
+
+
+def session(patient, seconds, seed=0, emg=False, **overrides):
+    """Run a session; returns per-step arrays after SETTLE_S and the controller.
+
+    Args:
+        emg: feed the simulator's EMG through EmgProcessor into the controller.
+    """
     sim = simulation.ExoSimulation(patient, speed_kmh=SPEED_KMH, bws_percent=BWS_PERCENT[patient], seed=seed)
+    emg_processor = EmgProcessor(resolve(EMG_PARAMS, mvc_references())) if emg else None
     limits = joint_limits()
     controller = GaitController(resolve(PARAMS, overrides), ExoDynamics(expand_xacro(wearer=False)), limits)
     controller.set_enabled(True)
@@ -52,6 +79,10 @@ def session(patient, seconds, seed=0, **overrides):
         if k % 100 == 0:
             controller.set_treadmill_speed(sim.belt_speed, sample.stamp)
         sim.step(request)
+        while emg_processor is not None and (batch := sim.emg()) is not None:
+            emg_processor.process(batch.samples)
+            last_sample = batch.stamp + (len(batch.samples) - 1) / batch.fs
+            controller.set_emg(last_sample, EMG_CHANNELS, emg_processor.activation.tolist())
         if sim.time >= SETTLE_S:
             truth = sim.truth()
             rows.append((*truth.joint_velocity, *truth.joint_position, *controller.reference_position, *truth.phase,
@@ -112,7 +143,7 @@ def test_transparent_mode_carries_the_exo_weight():
 @pytest.mark.slow
 @pytest.mark.parametrize('patient', ['healthy', 'complete_sci', 'stroke_left_hemiparesis'])
 def test_assist_as_needed_three_minute_session(patient):
-    run = session(patient, 180.0, mode='cooperative', **{'aan.enabled': True})
+    run = session(patient, 180.0, mode='cooperative', emg=True, **{'aan.enabled': True})
     final = np.array(run['controller'].aan.joint_means())
     print(patient, 'final assistance per joint %', (100 * final).round(1))
     if patient == 'healthy':

@@ -7,6 +7,7 @@ import pytest
 from exo_common import normative
 from exo_common.description import expand_xacro, joint_limits
 from exo_common.diagnostics import Level
+from exo_common.joints import EMG_CHANNELS
 from exo_common.params import resolve
 from exo_control.assistance import AssistAsNeeded, EmgYield
 from exo_control.controller import KMH, PARAMS, GaitController, check_params
@@ -134,11 +135,12 @@ def test_hip_crossing_phase_locks_onto_a_walker_at_another_cadence(rate_factor):
 
 # ---------------------------------------------------------------- assistance
 
-def run_strides(aan, errors_per_bin, strides):
+def run_strides(aan, errors_per_bin, strides, active=None):
+    """Observe strides of per-bin errors; active: per-bin EMG activity (None = no EMG)."""
     for _ in range(strides):
         for b in range(aan.bins):
             for k in range(5):
-                aan.observe(0, (b + k / 5) / aan.bins, errors_per_bin[b])
+                aan.observe(0, (b + k / 5) / aan.bins, errors_per_bin[b], None if active is None else active[b])
     aan.observe(0, 0.0, 0.0)  # leave the last bin
 
 
@@ -158,6 +160,57 @@ def test_aan_equilibrium_follows_emken_update():
     run_strides(aan, [error] * 4, 200)
     expected = gain * (error - deadband) / (1.0 - forgetting)
     assert aan.levels[0] == pytest.approx([expected] * 4, rel=1e-3)
+
+
+def test_emg_gated_forgetting_keeps_help_where_the_patient_shows_no_activity():
+    gain, forgetting, deadband = 2.0, 0.9, 0.01
+    aan = AssistAsNeeded(bins=4, gain=gain, forgetting=forgetting, deadband=deadband, bounds=[0.8], emg_gated=True)
+    aan.reset(to_bound=False)
+    aan.levels[0] = [0.6, 0.6, 0.0, 0.6]
+    # bin 0 active (forgets), bin 1 silent (kept), bin 2 silent with error (grows), bin 3 no EMG
+    run_strides(aan, [0.0, 0.0, 0.03, 0.0], 1, active=[True, False, False, None])
+    assert aan.levels[0] == pytest.approx([0.6 * forgetting, 0.6, gain * 0.02, 0.6 * forgetting])
+    run_strides(aan, [0.0, 0.0, 0.03, 0.0], 200, active=[True, False, False, None])
+    assert aan.levels[0][1] == pytest.approx(0.6) and aan.levels[0][2] == pytest.approx(0.8)
+    assert max(aan.levels[0][0], aan.levels[0][3]) < 0.01
+
+
+def test_emg_gated_forgetting_follows_the_share_of_active_samples():
+    for gated, expected in ((True, 1.0 - 0.2 * 2 / 5), (False, 0.8)):
+        aan = AssistAsNeeded(bins=2, gain=0.0, forgetting=0.8, deadband=0.0, bounds=[1.0], emg_gated=gated)
+        for k, active in enumerate([True, False, False, False, None]):  # 2 of 5 samples may forget
+            aan.observe(0, k / 10, 0.0, active)
+        aan.observe(0, 0.6, 0.0)  # leaving bin 0 updates it
+        assert aan.levels[0] == pytest.approx([expected, 1.0])
+
+
+def emg_walk(controller, seconds, activation, emg_until=math.inf, start=1.0):
+    """Hold the reference posture of each step (no error) while EMG of `activation` on every
+    channel arrives every 10 ms until `emg_until`."""
+    stamp = start
+    for k in range(int(seconds / DT)):
+        if k % 10 == 0 and stamp < emg_until:
+            assert controller.set_emg(stamp, EMG_CHANNELS, [activation] * 8) is None
+        controller.step(stamp, list(controller.reference_position), [0.0] * 6)
+        stamp += DT
+    return stamp
+
+
+@pytest.mark.parametrize('activation, emg_until, expect_kept', [
+    (0.0, math.inf, True),     # EMG silent: forgetting suspended
+    (0.3, math.inf, False),    # active in every window that has a muscle: help fades
+    (0.0, 0.5, False),         # EMG stops (stale): plain Emken, help fades
+])
+def test_controller_gates_forgetting_by_fresh_emg(dynamics, limits, activation, emg_until, expect_kept):
+    controller = make_controller(dynamics, limits, mode='guidance', **{
+        'aan.enabled': True, 'aan.forgetting': 0.5, 'aan.deadband_deg': 20.0, 'emg.max_yield': 0.0})
+    emg_walk(controller, 25.0, activation, emg_until)
+    # the ankle's muscles cover the whole cycle; knee and hip leave gaps without a muscle
+    ankle = controller.aan.levels[2]
+    if expect_kept:
+        assert min(ankle) == pytest.approx(1.0)
+    else:
+        assert max(ankle) < 0.05
 
 
 def test_emg_yields_only_in_the_muscles_window():

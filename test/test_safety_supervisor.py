@@ -21,7 +21,10 @@ TILTED = (math.sin(0.4), 0.0, 0.0, math.cos(0.4))  # 0.8 rad about x
 
 
 def params(**overrides):
-    values = {'safe_mode': 'zero', 'engage.ramp_time': 0.0, 'effort.rate_limit': 100000.0}
+    values = {'safe_mode': 'zero', 'engage.ramp_time': 0.0, 'effort.rate_limit': 100000.0,
+              # ages of about three nominal periods, which these tests' time lines are built on
+              'watchdog.joint_states_max_age': 0.003, 'watchdog.request_max_age': 0.003,
+              'watchdog.imu_max_age': 0.015}
     values.update({key.replace('__', '.'): value for key, value in overrides.items()})
     return resolve(PARAMETERS, values)
 

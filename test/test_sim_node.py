@@ -7,16 +7,17 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Float64, Float64MultiArray
+from std_msgs.msg import Float64, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from exo_common.joints import EMG_CHANNELS, JOINT_NAMES
-from exo_common.ros import DIAGNOSTICS_QOS
+from exo_common.ros import DIAGNOSTICS_QOS, LATCHED_QOS
 from exo_common.testing import wait_until
 from exo_sim.mujoco_sim_node import MujocoSimNode
 
 
 def start(ros, **params):
+    params.setdefault('treadmill.follow_safety', False)
     overrides = [Parameter(name, value=value) for name, value in params.items()]
     return ros.add_node(MujocoSimNode(context=ros.context, parameter_overrides=overrides))
 
@@ -45,7 +46,7 @@ def test_device_topics_rates_and_stamps(ros):
     assert np.mean(gaps == 1_000_000) > 0.95
     assert abs(stamps[-1] * 1e-9 - time.time()) < 1.0     # real time: stamps near the wall clock
     imu_gaps = np.diff([stamp_ns(m.header.stamp) for m in list(imu)[-200:]])
-    assert (imu_gaps % 5_000_000 == 0).all() and np.mean(imu_gaps == 5_000_000) > 0.95   # 200 Hz
+    assert (imu_gaps % 10_000_000 == 0).all() and np.mean(imu_gaps == 10_000_000) > 0.95   # 100 Hz
     assert imu[-1].header.frame_id == 'pelvis_imu' and imu[-1].orientation_covariance[0] == -1.0
     assert imu[-1].linear_acceleration.z > 5.0
     assert list(emg[-1].joint_names) == list(EMG_CHANNELS) and len(emg[-1].points) == 20
@@ -109,3 +110,15 @@ def test_lockstep_waits_for_each_command(ros):
     answering[0] = False
     time.sleep(0.5)                                              # nobody answers: it waits
     assert node.sim.steps - steps_before <= 2
+
+
+def test_treadmill_runs_only_while_the_supervisor_is_enabled(ros):
+    speed = ros.collect(Float64, '/hw/treadmill/speed')
+    state = ros.publisher(String, '/safety_supervisor/state', LATCHED_QOS)
+    start(ros, **{'treadmill.speed_kmh': 1.8, 'treadmill.follow_safety': True})
+    wait_until(lambda: len(speed) > 5, 5.0, 'treadmill speed')
+    assert speed[-1].data == 0.0, 'no belt motion before the exoskeleton is enabled'
+    state.publish(String(data='ENABLED'))
+    wait_until(lambda: speed[-1].data == pytest.approx(1.8 / 3.6), 5.0, 'belt at its set speed')
+    state.publish(String(data='FAULT'))
+    wait_until(lambda: speed[-1].data == 0.0, 5.0, 'belt stopped after a fault')

@@ -33,8 +33,8 @@ RATES = {
     '/gait_controller/effort_request': (JointState, 1000.0),
     '/effort_controller/commands': (Float64MultiArray, 1000.0),
     '/hw/emg': (JointTrajectory, 100.0), '/emg/envelope': (JointState, 100.0),
-    **{f'/hw/imu/{frame}': (Imu, 200.0) for frame in IMU_FRAMES},
-    **{f'/imu/{frame}': (Imu, 200.0) for frame in IMU_FRAMES},
+    **{f'/hw/imu/{frame}': (Imu, 100.0) for frame in IMU_FRAMES},
+    **{f'/imu/{frame}': (Imu, 100.0) for frame in IMU_FRAMES},
 }
 
 
