@@ -68,7 +68,7 @@ def session(rate: float, duration: float, record: bool = True) -> dict:
     """One session; returns loop figures, CPU per process (% of one core) and peak memory."""
     folder = pathlib.Path(tempfile.mkdtemp(prefix=f'bench_stack_{int(rate)}_'))
     stats = folder / 'loop.json'
-    command = [sys.executable, '-m', 'exo_common.cli', 'sim', '--headless', '--no-report',
+    command = [sys.executable, '-m', 'exo_common.cli', 'sim', '--realtime', '--headless', '--no-report',
                '--duration', str(duration), '--patient', PATIENT, '--seed', '1',
                '--control-rate', str(rate), '--loop-stats', str(stats), '--output', str(folder / 'session')]
     if not record:

@@ -17,7 +17,7 @@ from std_msgs.msg import Float64
 
 from exo_common.diagnostics import Level, Problems
 from exo_common.joints import JOINT_NAMES, LEGS
-from exo_common.ros import STREAM_QOS, ExoNode, node_main, now_sec, sec_to_stamp
+from exo_common.ros import MONITOR_QOS, STREAM_QOS, ExoNode, node_main, now_sec, sec_to_stamp
 from exo_analysis import kinematics
 from exo_analysis.analysis import GaitAnalysis
 from exo_analysis.feedback import PRAISE
@@ -58,12 +58,12 @@ class GaitAnalyzerNode(ExoNode):
         for leg in LEGS:
             topic = f'/imu/{leg}_shank_imu'
             self.create_subscription(Imu, topic, lambda msg, leg=leg, topic=topic: self._on_imu(leg, topic, msg),
-                                     STREAM_QOS)
+                                     MONITOR_QOS)
         # 1 kHz streams kept at joint_sample_period_s: taken serialized, and only the kept ones
         # are deserialized (the stamp is read from the CDR bytes), which saves most of their cost
-        self.create_subscription(JointState, '/joint_states', self._on_joints_raw, STREAM_QOS, raw=True)
+        self.create_subscription(JointState, '/joint_states', self._on_joints_raw, MONITOR_QOS, raw=True)
         self.create_subscription(JointState, '/gait_controller/effort_request', self._on_effort_raw,
-                                 STREAM_QOS, raw=True)
+                                 MONITOR_QOS, raw=True)
         self.create_subscription(Float64, '/hw/treadmill/speed', self._on_speed, STREAM_QOS)
         self.create_timer(1.0, self._publish_status)
 

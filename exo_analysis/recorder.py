@@ -132,8 +132,10 @@ class SessionRecorderNode(ExoNode):
         except (ImportError, AttributeError, FileNotFoundError, ValueError) as exc:
             self.problems.raise_(f'type.{topic}', Level.ERROR, f'{topic}: cannot record type {type_name}: {exc}')
             return
+        # best effort for streams: a recorder that falls behind must never hold up the loop's
+        # publishers (exo_common.ros.MONITOR_QOS); latched state stays reliable
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1 if latched else RECORD_DEPTH,
-                         reliability=ReliabilityPolicy.RELIABLE,
+                         reliability=ReliabilityPolicy.RELIABLE if latched else ReliabilityPolicy.BEST_EFFORT,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
         write = self.recorder.write
         now_ns = self._now_ns

@@ -6,6 +6,11 @@ QoS choices (docs/INTERFACES.md has the table):
   keep everything; a best-effort subscriber (Foxglove, rqt_plot) still matches.
 - LATCHED: slowly changing state (safety state, assistance map): TRANSIENT_LOCAL depth 1, so a
   late joiner gets the current value.
+- MONITOR: BEST_EFFORT, depth 100, for subscribers outside the control loop (analysis,
+  recording, displays). A reliable subscriber that falls behind makes the reliable publisher
+  wait (measured here: the simulator's publish calls blocked for tens of ms while the
+  low-priority recorder caught up, stalling the 1 kHz loop); a best-effort one only loses
+  samples itself.
 - DIAGNOSTICS: RELIABLE, depth 100, so a burst of fault events is not dropped.
 """
 import math
@@ -33,6 +38,9 @@ STREAM_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                          reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+MONITOR_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                         reliability=ReliabilityPolicy.BEST_EFFORT,
+                         durability=DurabilityPolicy.VOLATILE)
 DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.VOLATILE)
@@ -85,6 +93,48 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
             desc.integer_range = [IntegerRange(
                 from_value=int(spec.min_value), to_value=int(spec.max_value), step=int(spec.step))]
     return desc
+
+
+class LocalPublisher:
+    """A publisher that also hands every message directly to subscribers in the same process.
+
+    rclpy has no intra-process communication: nodes composed in one process still pay for
+    serialising, a DDS round trip and deserialising on every hop. For the 1 kHz chain
+    (encoder_node -> gait_controller -> safety_supervisor, one process in `exo-gait sim`) the
+    message is published on DDS as usual (recorders, other processes) and, in the same call,
+    passed to the local subscribers. Local subscribers must treat it as read-only and not keep it.
+    """
+
+    def __init__(self, publisher, msg_type):
+        self._publisher = publisher
+        self.msg_type = msg_type
+        self.topic_name = publisher.topic_name
+        self.qos_profile = publisher.qos_profile
+        self.callbacks: list = []
+
+    def publish(self, msg) -> None:
+        self._publisher.publish(msg)
+        for callback in self.callbacks:
+            callback(msg)
+
+    def get_subscription_count(self) -> int:
+        return self._publisher.get_subscription_count() + len(self.callbacks)
+
+
+class LocalSubscription:
+    """Stands where a Subscription would: same topic_name and qos_profile, fed in-process."""
+
+    def __init__(self, topic_name: str, qos_profile):
+        self.topic_name = topic_name
+        self.qos_profile = qos_profile
+
+
+_LOCAL_PUBLISHERS: dict = {}  # (id(context), resolved topic) -> LocalPublisher
+
+
+def intra_process_enabled() -> bool:
+    """EXO_GAIT_INTRA_PROCESS=0 sends every message through DDS (for comparisons)."""
+    return os.environ.get('EXO_GAIT_INTRA_PROCESS', '1') != '0'
 
 
 class ExoNode(Node):
@@ -156,6 +206,32 @@ class ExoNode(Node):
 
     def shutdown_hook(self) -> None:
         """Called once before the node is destroyed (e.g. publish a safe command)."""
+
+    def create_local_publisher(self, msg_type, topic: str, qos) -> LocalPublisher:
+        """A publisher whose subscribers in this process get messages by direct call."""
+        publisher = LocalPublisher(self.create_publisher(msg_type, topic, qos), msg_type)
+        if intra_process_enabled():
+            _LOCAL_PUBLISHERS[(id(self.context), publisher.topic_name)] = publisher
+        return publisher
+
+    def create_local_subscription(self, msg_type, topic: str, callback, qos, first: bool = False,
+                                  **kwargs):
+        """Subscribe in-process when a local publisher of the topic was created before, else
+        through DDS as usual (nodes in their own processes, as ros2 launch starts them).
+
+        Args:
+            first: be called before the other local subscribers (the safety supervisor sees a
+                joint-state sample before the controller's request computed from it arrives).
+        """
+        resolved = self.resolve_topic_name(topic)
+        local = _LOCAL_PUBLISHERS.get((id(self.context), resolved))
+        if local is None or local.msg_type is not msg_type:
+            return self.create_subscription(msg_type, topic, callback, qos, **kwargs)
+        if first:
+            local.callbacks.insert(0, callback)
+        else:
+            local.callbacks.append(callback)
+        return LocalSubscription(resolved, qos)
 
 
 def make_executor():

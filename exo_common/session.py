@@ -18,7 +18,7 @@ from exo_common.testing import make_executor_for
 
 STARTUP_TIMEOUT_S = 60.0
 PROGRESS_PERIOD_S = 1.0
-SETTLE_S = 2.0  # after every node is up, before torque may be enabled
+SETTLE_S = 3.0  # after every node is up (start-up imports done), before torque may be enabled
 
 
 class SessionMonitor:

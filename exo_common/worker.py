@@ -1,11 +1,14 @@
 """One process of the embedded runner: several nodes on one events executor.
 
-Usage (by exo_common.runner): python -m exo_common.worker '<json list of node launches>'
+Usage (by exo_common.runner): python -m exo_common.worker '<json list of node launches>' NICE PRIORITY
+NICE is the process's niceness; PRIORITY > 0 asks for SCHED_FIFO real-time scheduling.
 Each entry: {"module": ..., "class_name": ..., "cli_args": [...]} where cli_args are the same
 `--ros-args --params-file ... -r ... -p ...` a launch file would give the node's own process.
 """
 import importlib
+import gc
 import json
+import os
 import sys
 
 from exo_common.ros import run_nodes
@@ -21,10 +24,38 @@ def factories(entries: list) -> list:
     return made
 
 
+def use_niceness(niceness: int) -> None:
+    """Scheduling weight of this process: lower niceness wins the CPU sooner on a busy machine.
+    Raising it needs no privilege; lowering it below 0 does (root or CAP_SYS_NICE), and is
+    skipped without."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except (AttributeError, PermissionError, OSError):
+        if niceness > 0:
+            raise
+
+
+def use_realtime_priority(priority: int) -> None:
+    """SCHED_FIFO at `priority` for this process, as real-time control loops run; without the
+    permission (root, CAP_SYS_NICE or an rtprio limit) it stays at normal priority and says so."""
+    if priority <= 0:
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, PermissionError, OSError) as exc:
+        print(f'exo_gait worker: no real-time priority ({exc}); running at normal priority',
+              file=sys.stderr, flush=True)
+
+
 def main() -> None:
     # A CPU-bound thread (the simulator's physics loop) keeps the GIL for up to the switch
     # interval (5 ms by default) while a message callback waits: far too long for a 1 kHz loop.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if os.environ.get('EXO_GAIT_GC', '1') == '0':
+        gc.disable()
+    if len(sys.argv) > 3:
+        use_niceness(int(sys.argv[2]))
+        use_realtime_priority(int(sys.argv[3]))
     entries = json.loads(sys.argv[1])
     sys.exit(run_nodes(factories(entries), args=sys.argv[:1]))
 

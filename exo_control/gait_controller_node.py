@@ -31,12 +31,12 @@ class GaitControllerNode(ExoNode):
         self._safety_state = None
         self._order = None  # index map when /joint_states names come in another order
         self._request = JointState(name=_JOINT_NAMES)
-        self._request_pub = self.create_publisher(JointState, '/gait_controller/effort_request', STREAM_QOS)
+        self._request_pub = self.create_local_publisher(JointState, '/gait_controller/effort_request', STREAM_QOS)
         self._phase_pub = self.create_publisher(Float64MultiArray, '~/phase', STREAM_QOS)
         self._assistance_pub = self.create_publisher(Float64MultiArray, '~/assistance', LATCHED_QOS)
         self._assistance_joint_pub = self.create_publisher(Float64MultiArray, '~/assistance_per_joint',
                                                            LATCHED_QOS)
-        self.create_subscription(JointState, '/joint_states', self._on_joint_states, STREAM_QOS)
+        self.create_local_subscription(JointState, '/joint_states', self._on_joint_states, STREAM_QOS)
         self.create_subscription(JointState, '/emg/envelope', self._on_emg, STREAM_QOS)
         self.create_subscription(Float64, '/hw/treadmill/speed', self._on_treadmill, STREAM_QOS)
         self.create_subscription(String, '/safety_supervisor/state', self._on_safety_state, LATCHED_QOS)

@@ -58,6 +58,7 @@ class SafetySupervisorNode(ExoNode):
         except OSError as exc:
             raise ConfigError(f'{NODE_NAME}: cannot open the fault log: {exc}') from exc
         self._clock = self.get_clock()
+        self._sim_time = self.get_parameter('use_sim_time').value
         self._qos_problems: list[str] = []
         self._last_counts: dict = {}
 
@@ -68,9 +69,9 @@ class SafetySupervisorNode(ExoNode):
             event_callbacks=PublisherEventCallbacks(incompatible_qos=self._qos_event(COMMAND_TOPIC)))
         self._stamped_pub = self.create_publisher(JointState, STAMPED_TOPIC, STREAM_QOS)
         self._state_pub = self.create_publisher(String, STATE_TOPIC, LATCHED_QOS)
-        self._subscriptions = [
-            self.create_subscription(
-                msg_type, topic, callback, STREAM_QOS,
+        self._input_subscriptions = [
+            self.create_local_subscription(
+                msg_type, topic, callback, STREAM_QOS, first=True,
                 event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._qos_event(topic)))
             for msg_type, topic, callback in (
                 (JointState, REQUEST_TOPIC, self._on_request),
@@ -90,18 +91,26 @@ class SafetySupervisorNode(ExoNode):
 
     # ------------------------------------------------------------------ hot path
 
+    def _steady(self) -> float:
+        """The watchdogs' time base: the steady clock, or simulated time under use_sim_time
+        (in a lock-step simulation the supervised hardware's own clock is the simulated one;
+        stalls of the simulation are not stalls of the hardware)."""
+        if self._sim_time:
+            return self._clock.now().nanoseconds * 1e-9
+        return time.monotonic()
+
     def _ros_now(self) -> float:
         return self._clock.now().nanoseconds * 1e-9
 
     def _on_request(self, msg: JointState) -> None:
-        steady = time.monotonic()
+        steady = self._steady()
         stamp = msg.header.stamp
         command = self.supervisor.on_request(stamp.sec + stamp.nanosec * 1e-9, msg.name, msg.effort,
                                              msg.position, msg.velocity, self._ros_now(), steady)
         self._answer(command, stamp)
 
     def _on_joint_states(self, msg: JointState) -> None:
-        steady = time.monotonic()
+        steady = self._steady()
         stamp = msg.header.stamp
         command = self.supervisor.on_joint_states(stamp.sec + stamp.nanosec * 1e-9, msg.name,
                                                   msg.position, msg.velocity, msg.effort,
@@ -109,7 +118,7 @@ class SafetySupervisorNode(ExoNode):
         self._answer(command, stamp)
 
     def _on_pelvis_imu(self, msg: Imu) -> None:
-        steady = time.monotonic()
+        steady = self._steady()
         stamp = msg.header.stamp
         q, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
         command = self.supervisor.on_pelvis_imu(
@@ -118,7 +127,7 @@ class SafetySupervisorNode(ExoNode):
         self._answer(command, stamp)
 
     def _on_watchdog(self) -> None:
-        command = self.supervisor.tick(self._ros_now(), time.monotonic(), self._repeat_after)
+        command = self.supervisor.tick(self._ros_now(), self._steady(), self._repeat_after)
         self._answer(command, None)
 
     def _answer(self, command, stamp) -> None:
@@ -188,7 +197,7 @@ class SafetySupervisorNode(ExoNode):
                 problems.clear(key)
         self._last_counts = dict(problems.counts)
         self._check_command_publishers()
-        steady = time.monotonic()
+        steady = self._steady()
         values = {'state': supervisor.state, 'engaged': supervisor.engaged,
                   'fault_log': str(self.event_log.path)}
         for watch in (supervisor.joint_states, supervisor.imu, supervisor.request):
@@ -220,7 +229,7 @@ class SafetySupervisorNode(ExoNode):
         change them): refuse to start otherwise."""
         expected = [(self._command_pub, STREAM_QOS), (self._stamped_pub, STREAM_QOS),
                     (self._state_pub, LATCHED_QOS)]
-        expected += [(subscription, STREAM_QOS) for subscription in self._subscriptions]
+        expected += [(subscription, STREAM_QOS) for subscription in self._input_subscriptions]
         for endpoint, profile in expected:
             actual = endpoint.qos_profile
             for policy in ('reliability', 'durability', 'history', 'depth'):
@@ -241,17 +250,17 @@ class SafetySupervisorNode(ExoNode):
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         response.success, response.message = self.supervisor.enable(
-            request.data, self._ros_now(), time.monotonic())
+            request.data, self._ros_now(), self._steady())
         self._after_service()
         return response
 
     def _on_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        response.success, response.message = self.supervisor.estop(self._ros_now(), time.monotonic())
+        response.success, response.message = self.supervisor.estop(self._ros_now(), self._steady())
         self._after_service()
         return response
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        response.success, response.message = self.supervisor.reset(self._ros_now(), time.monotonic())
+        response.success, response.message = self.supervisor.reset(self._ros_now(), self._steady())
         self._after_service()
         return response
 
@@ -292,10 +301,10 @@ class SafetySupervisorNode(ExoNode):
         """Torque off on the way out: the safe command three times, then close the log."""
         supervisor = self.supervisor
         if supervisor.state == 'ENABLED':
-            supervisor.enable(False, self._ros_now(), time.monotonic())
+            supervisor.enable(False, self._ros_now(), self._steady())
             self._after_events()
         for _ in range(3):
-            self._publish(supervisor.safe_command(time.monotonic()), self._clock.now().to_msg())
+            self._publish(supervisor.safe_command(self._steady()), self._clock.now().to_msg())
         self.event_log.close()
 
 

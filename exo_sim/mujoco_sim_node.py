@@ -38,6 +38,16 @@ PARAMETERS = [
     *PARAM_SPECS,
     ParamSpec('viewer', False, 'Open a MuJoCo viewer window on the simulation (needs a display)',
               read_only=True),
+    ParamSpec('control_rate_hz', 1000.0,
+              'Rate of the encoder samples and of the command updates (zero-order hold between); '
+              'the physics keeps its own step', 'Hz', 50.0, 5000.0, read_only=True),
+    ParamSpec('lockstep.max_real_time_factor', 1.0,
+              'Lock-step (simulated time, nodes on use_sim_time): never run faster than this '
+              'multiple of real time (0 = as fast as the loop answers)', '', 0.0, 100.0,
+              read_only=True),
+    ParamSpec('treadmill.start_delay_s', 1.0,
+              'With follow_safety: time from ENABLED to the belt starting, for the orthosis to '
+              'engage and take up the posture', 's', 0.0, 10.0),
     ParamSpec('treadmill.follow_safety', True,
               'Belt and patient walk only while /safety_supervisor/state is ENABLED and stop with '
               'it, as a Lokomat treadmill stops with its orthosis (false: walk from the start)',
@@ -54,9 +64,12 @@ class MujocoSimNode(ExoNode):
         self._origin_ns = time.time_ns()
         self.sim = ExoSimulation(**simulation_kwargs(params, time_origin=0.0))
         self._lockstep = params['pacing'] == 'lockstep'
-        # Lock-step nodes run on /clock, so it ticks every step; in real time nobody needs it at
-        # the physics rate (each message costs the whole stack), 100 Hz serves a use_sim_time viewer.
+        # On simulated time (lock-step without a real-time cap) nodes run on /clock, so it ticks
+        # every step; on the wall clock nobody needs it at the physics rate (each message costs
+        # every node of the stack), 100 Hz serves a use_sim_time viewer.
         self._realtime_clock_steps = max(1, round(REALTIME_CLOCK_PERIOD_S / params['timestep_s']))
+        self._control_steps = max(1, round(1.0 / (params['control_rate_hz'] * params['timestep_s'])))
+        self._sim_time_clock = self._lockstep
         self._joint_pub = self.create_publisher(JointState, '/hw/joint_states', STREAM_QOS)
         self._imu_pubs = {f: self.create_publisher(Imu, f'/hw/imu/{f}', STREAM_QOS) for f in IMU_FRAMES}
         self._emg_pub = self.create_publisher(JointTrajectory, '/hw/emg', STREAM_QOS)
@@ -85,9 +98,11 @@ class MujocoSimNode(ExoNode):
         self._next_view = 0.0
         self._active_problems = ()
         self._viewer = self._open_viewer() if params['viewer'] else None
+        self._walk_at = None
+        self._supervisor_enabled = False
         if params['treadmill.follow_safety']:
             self.sim.set_walking(False)
-            self.create_subscription(String, '/safety_supervisor/state', self._on_safety_state, LATCHED_QOS)
+        self.create_subscription(String, '/safety_supervisor/state', self._on_safety_state, LATCHED_QOS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name='mujoco_sim_physics', daemon=True)
         self._thread.start()
@@ -119,10 +134,23 @@ class MujocoSimNode(ExoNode):
     # --- executor side ---------------------------------------------------------------------
 
     def _on_safety_state(self, msg: String) -> None:
-        walking = msg.data == 'ENABLED'
-        if walking != self.sim.walking:
-            self.get_logger().info('treadmill and patient ' + ('start walking' if walking else 'stop'))
-            self.sim.set_walking(walking)
+        self._supervisor_enabled = msg.data == 'ENABLED'
+        if not self.params['treadmill.follow_safety']:
+            return
+        if msg.data == 'ENABLED':
+            if not self.sim.walking and self._walk_at is None:  # the orthosis engages first
+                self._walk_at = self.sim.time + self.params['treadmill.start_delay_s']
+        else:
+            self._walk_at = None
+            if self.sim.walking:
+                self.get_logger().info('treadmill and patient stop')
+                self.sim.set_walking(False)
+
+    def _start_walking_when_due(self) -> None:
+        if self._walk_at is not None and self.sim.time >= self._walk_at:
+            self._walk_at = None
+            self.get_logger().info('treadmill and patient start walking')
+            self.sim.set_walking(True)
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         with self._command_arrived:
@@ -172,14 +200,41 @@ class MujocoSimNode(ExoNode):
         return values
 
     def _run(self) -> None:
+        """The physics loop.
+
+        realtime: a step every timestep of the wall clock, stamps on the wall clock; a command
+        that is late misses its step, and a loop that falls behind slips by whole steps (as a
+        real device's clock keeps running).
+        lockstep: after each control sample, wait (up to lockstep.wait_s) for the command
+        answering it, so every command reaches its physics step; time is simulated time
+        (/clock every step, nodes on use_sim_time), never faster than max_real_time_factor
+        (0 = as fast as the loop answers). A slow computer makes the session slower, never
+        different.
+        """
         sim = self.sim
         wall_start = time.monotonic()
         sim_start = sim.time
         if not self._lockstep:  # device time = wall clock when the loop starts, not at construction
             self._origin_ns = time.time_ns() - int(round(sim.time * 1e9))
+        factor = 1.0 if not self._lockstep else self.params['lockstep.max_real_time_factor']
         window = (time.monotonic(), sim.time)
         seen_commands = self._command_count
         while not self._stop.is_set():
+            if factor > 0.0:
+                # wait for the moment the next sample is taken: the step then uses the newest
+                # command, and the sample goes out at its own time stamp
+                delay = wall_start + (sim.time + sim.dt - sim_start) / factor - time.monotonic()
+                if delay > 0.0:
+                    time.sleep(delay)
+                elif delay < -MAX_LAG_S and not self._lockstep:
+                    # skip whole steps: stamps stay on the wall clock and on the step grid
+                    skipped = math.ceil(-delay / sim.dt) * sim.dt
+                    wall_start += skipped
+                    self._origin_ns += int(round(skipped * 1e9))
+                    self._slips += 1
+                elif delay < -MAX_LAG_S:  # lock-step behind real time: carry on, slower
+                    wall_start -= delay
+            self._start_walking_when_due()
             try:
                 sim.step(self._command_now())
                 self._publish_step()
@@ -193,22 +248,14 @@ class MujocoSimNode(ExoNode):
             if now - window[0] >= DIAGNOSTICS_PERIOD_S:
                 self._publish_status((sim.time - window[1]) / (now - window[0]))
                 window = (now, sim.time)
-            if self._lockstep:
+            if self._lockstep and self._supervisor_enabled and sim.steps % self._control_steps == 0:
+                # only an enabled supervisor answers every sample; otherwise its timer alone
+                # publishes, which on simulated time needs the clock to move on
                 with self._command_arrived:
                     self._command_arrived.wait_for(
                         lambda: self._command_count != seen_commands or self._stop.is_set(),
                         timeout=self.params['lockstep.wait_s'])
                     seen_commands = self._command_count
-            else:
-                delay = wall_start + (sim.time - sim_start) - time.monotonic()
-                if delay > 0.0:
-                    time.sleep(delay)
-                elif delay < -MAX_LAG_S:
-                    # skip whole steps: stamps stay on the wall clock and on the step grid
-                    skipped = math.ceil(-delay / sim.dt) * sim.dt
-                    wall_start += skipped
-                    self._origin_ns += int(round(skipped * 1e9))
-                    self._slips += 1
 
     def _stamp(self, sim_seconds: float) -> TimeMsg:
         nanoseconds = self._origin_ns + int(round(sim_seconds * 1e9))
@@ -217,12 +264,13 @@ class MujocoSimNode(ExoNode):
     def _publish_step(self) -> None:
         sim = self.sim
         stamp = self._stamp(sim.time)
-        if self._lockstep or sim.steps % self._realtime_clock_steps == 0:
+        if self._sim_time_clock or sim.steps % self._realtime_clock_steps == 0:
             self._clock_pub.publish(Clock(clock=stamp))
-        sample = sim.encoders()
-        msg = JointState(name=JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
-        msg.header.stamp = stamp
-        self._joint_pub.publish(msg)
+        if sim.steps % self._control_steps == 0:
+            sample = sim.encoders()
+            msg = JointState(name=JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
+            msg.header.stamp = stamp
+            self._joint_pub.publish(msg)
 
         for imu in sim.imus():
             msg = self._imu_msgs[imu.frame]

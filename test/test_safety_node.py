@@ -29,7 +29,7 @@ ZERO = [0.0] * 6
 TORQUE = [5.0] * 6
 GENEROUS = {'watchdog.joint_states_max_age': 1.0, 'watchdog.imu_max_age': 1.0,
             'watchdog.request_max_age': 1.0, 'engage.ramp_time': 0.0, 'safe_mode': 'zero',
-            'effort.rate_limit': 100000.0}
+            'effort.rate_limit': 100000.0, 'velocity.persistence': 0.0}
 
 
 class Rig:

@@ -24,7 +24,7 @@ def params(**overrides):
     values = {'safe_mode': 'zero', 'engage.ramp_time': 0.0, 'effort.rate_limit': 100000.0,
               # ages of about three nominal periods, which these tests' time lines are built on
               'watchdog.joint_states_max_age': 0.003, 'watchdog.request_max_age': 0.003,
-              'watchdog.imu_max_age': 0.015}
+              'watchdog.imu_max_age': 0.015, 'velocity.persistence': 0.0}
     values.update({key.replace('__', '.'): value for key, value in overrides.items()})
     return resolve(PARAMETERS, values)
 
@@ -254,6 +254,19 @@ def test_damping_safe_mode_opposes_motion_and_is_zero_on_stale_states():
     assert command[:3] == [-gains[0], gains[1], 0.0]
     rig.t += 0.01
     assert rig.sup.tick(rig.t, rig.t, 0.0) == ZERO
+
+
+def test_velocity_must_stay_above_the_limit_for_the_persistence_time():
+    rig = Rig(velocity__persistence=0.01).enabled()
+    spike = [0.0] * 6
+    spike[2] = LIMITS[2].velocity + 1.0
+    for _ in range(5):  # a 5 ms impact spike passes
+        rig.cycle(effort=[1.0] * 6, velocity=spike)
+    rig.cycle(effort=[1.0] * 6)
+    assert rig.sup.state == 'ENABLED'
+    for _ in range(12):  # 12 ms above the limit is a runaway
+        rig.cycle(effort=[1.0] * 6, velocity=spike)
+    assert rig.sup.state == 'FAULT' and codes(rig.sup) == [FaultCode.VELOCITY_LIMIT.value]
 
 
 def test_estop_removes_torque_even_in_damping_mode_until_reset():
