@@ -46,7 +46,7 @@ def recorded(tmp_path_factory):
             Parameter('output_dir', value=str(folder)), Parameter('session.name', value='s1'),
             Parameter('patient.id', value='p7'), Parameter('session.profile', value='hemiparesis'),
             Parameter('session.speed_mps', value=SPEED), Parameter('topics', value=TOPICS),
-            Parameter('flush_period_s', value=0.2)]))
+            Parameter('flush_period_s', value=0.2), Parameter('reliable', value=True)]))
         pubs = {'left': harness.publisher(Imu, '/imu/left_shank_imu'),
                 'right': harness.publisher(Imu, '/imu/right_shank_imu'),
                 'joints': harness.publisher(JointState, '/joint_states'),
