@@ -59,7 +59,8 @@ def _node_realtime(seconds: float) -> dict:
     from rclpy.context import Context
     from diagnostic_msgs.msg import DiagnosticArray
     from exo_common.ros import DIAGNOSTICS_QOS
-    from exo_common.testing import isolate_ros_graph, make_executor_for
+    from exo_common.ros import make_executor
+    from exo_common.testing import isolate_ros_graph
     from exo_sim.mujoco_sim_node import MujocoSimNode
 
     isolate_ros_graph()
@@ -69,7 +70,7 @@ def _node_realtime(seconds: float) -> dict:
     factors = []
     node.create_subscription(DiagnosticArray, '/diagnostics', lambda msg: factors.extend(
         float(kv.value) for s in msg.status for kv in s.values if kv.key == 'real_time_factor'), DIAGNOSTICS_QOS)
-    executor = make_executor_for(context)
+    executor = make_executor(context)
     executor.add_node(node)
     usage0, wall0, sim0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic(), node.sim.time
     while time.monotonic() - wall0 < seconds:

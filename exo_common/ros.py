@@ -29,7 +29,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from exo_common.diagnostics import Level, Report
+from exo_common.diagnostics import Report
 from exo_common.params import ConfigError, ParamSpec, spec_table
 
 STREAM_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
@@ -234,18 +234,21 @@ class ExoNode(Node):
         return LocalSubscription(resolved, qos)
 
 
-def make_executor():
+def make_executor(context=None):
     """rclpy's events executor where available (a fifth of the CPU at 1 kHz), else single-threaded.
+
+    Args:
+        context: the rclpy context to serve (default: the global one).
 
     EXO_GAIT_EXECUTOR=single forces the single-threaded executor.
     """
     if os.environ.get('EXO_GAIT_EXECUTOR', 'events') != 'single':
         try:
             from rclpy.experimental import EventsExecutor
-            return EventsExecutor()
+            return EventsExecutor(context=context)
         except ImportError:
             pass
-    return rclpy.executors.SingleThreadedExecutor()
+    return rclpy.executors.SingleThreadedExecutor(context=context)
 
 
 def spin(executor, stop: Optional[threading.Event] = None, timeout_sec: float = 0.1) -> None:

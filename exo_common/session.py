@@ -10,11 +10,10 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
-from std_srvs.srv import SetBool, Trigger
+from std_srvs.srv import SetBool
 
 from exo_common.diagnostics import Level
-from exo_common.ros import DIAGNOSTICS_QOS, LATCHED_QOS, STREAM_QOS
-from exo_common.testing import make_executor_for
+from exo_common.ros import DIAGNOSTICS_QOS, LATCHED_QOS, STREAM_QOS, make_executor
 
 STARTUP_TIMEOUT_S = 60.0
 PROGRESS_PERIOD_S = 1.0
@@ -44,8 +43,7 @@ class SessionMonitor:
                                  self._on_assistance, LATCHED_QOS)
         self._subscribe_events()
         self.enable_client = node.create_client(SetBool, '/safety_supervisor/enable')
-        self.estop_client = node.create_client(Trigger, '/safety_supervisor/estop')
-        self.executor = make_executor_for(self.context)
+        self.executor = make_executor(self.context)
         self.executor.add_node(node)
         self._stop_spin = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)

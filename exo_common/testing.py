@@ -34,7 +34,7 @@ class RosHarness:
     def __init__(self, name: str = 'test_probe'):
         self.context = Context()
         rclpy.init(context=self.context)
-        self.executor = make_executor_for(self.context)
+        self.executor = make_executor(self.context)
         self.node = Node(name, context=self.context)
         self.executor.add_node(self.node)
         self._stop = threading.Event()
@@ -83,16 +83,6 @@ class RosHarness:
             node.destroy_node()
         self.executor.shutdown(timeout_sec=1.0)
         rclpy.shutdown(context=self.context)
-
-
-def make_executor_for(context: Context):
-    try:
-        from rclpy.experimental import EventsExecutor
-        if os.environ.get('EXO_GAIT_EXECUTOR', 'events') != 'single':
-            return EventsExecutor(context=context)
-    except ImportError:
-        pass
-    return rclpy.executors.SingleThreadedExecutor(context=context)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str = 'condition') -> None:

@@ -8,7 +8,6 @@ only after the safe command has left.
 """
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
@@ -16,7 +15,7 @@ from std_srvs.srv import SetBool, Trigger
 from exo_common.diagnostics import Level, Report
 from exo_common.joints import JOINT_NAMES
 from exo_common.params import ConfigError
-from exo_common.ros import DIAGNOSTICS_QOS, LATCHED_QOS, STREAM_QOS, ExoNode, node_main
+from exo_common.ros import LATCHED_QOS, STREAM_QOS, ExoNode, node_main
 from exo_safety.events import EventKind, EventLog, SafetyEvent
 from exo_safety.supervisor import FAULT, PARAMETERS, Supervisor
 

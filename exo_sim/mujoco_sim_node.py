@@ -1,13 +1,12 @@
 """mujoco_sim: the hardware boundary emulated on MuJoCo (thin rclpy shell over ExoSimulation).
 
-Publishes /hw/joint_states (every step), /hw/imu/<frame> (200 Hz), /hw/emg (100 Hz batches),
-/hw/treadmill/speed (10 Hz), /clock (every step), ~/truth/{patient_torque, phase, heel_strike}
-and /diagnostics; subscribes /effort_controller/commands. The physics runs in its own thread
+Publishes /hw/joint_states (control_rate_hz), /hw/imu/<frame> (imu.rate_hz), /hw/emg (100 Hz
+batches), /hw/treadmill/speed (10 Hz), /clock (every step in lock-step, 100 Hz in real time),
+~/truth/{patient_torque, phase, heel_strike} and /diagnostics; subscribes
+/effort_controller/commands and /safety_supervisor/state. The physics runs in its own thread
 and publishes from there; the executor handles commands and parameters.
 
-Pacing: `realtime` (wall-clock paced, stamps start at the wall clock) or `lockstep` (after each
-sample, wait up to lockstep.wait_s for the next command before stepping; run the other nodes
-with use_sim_time on /clock).
+Pacing: see MujocoSimNode._run.
 """
 import math
 import os
