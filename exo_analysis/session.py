@@ -16,7 +16,7 @@ from exo_common.joints import JOINTS_PER_LEG, LEGS
 from exo_analysis import cdr, kinematics
 from exo_analysis.analysis import GaitAnalysis
 from exo_analysis.mcap_io import RecordingError, SessionReader, find_recording
-from exo_analysis.metrics import PHASE_POINTS
+from exo_analysis.metrics import PHASE_POINTS, symmetry_index
 
 IMU_TOPICS = {leg: (f'/imu/{leg}_shank_imu', f'/hw/imu/{leg}_shank_imu') for leg in LEGS}
 JOINT_TOPICS = ('/joint_states', '/hw/joint_states')
@@ -214,8 +214,11 @@ def summarise(data: SessionData) -> dict:
         'speed_mps': speed,
         'legs': per_leg,
         'step_length_m': _mean(both),
-        'symmetry_percent': {k[len('symmetry.'):]: _mean(s.get(k, math.nan) for s in data.strides)
-                             for k in symmetry_keys},
+        # Session symmetry from each leg's mean (stride-by-stride indices swing wildly when a
+        # short step meets a long one; the per-stride series stays in the plots).
+        'symmetry_percent': {key: symmetry_index(per_leg['left'].get(key, math.nan),
+                                                 per_leg['right'].get(key, math.nan))
+                             for key in (k[len('symmetry.'):] for k in symmetry_keys)},
         'assistance_percent_mean': _mean(assistance_means),
         'events': {kind: len(times) for kind, times in data.events.items()},
         'faults': [{'time': t, 'name': n, 'message': m} for t, n, m in data.faults],

@@ -40,6 +40,7 @@ class RosHarness:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._clients = {}
+        self._subscriptions = {}
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -53,27 +54,43 @@ class RosHarness:
             self.executor.add_node(node)
         return node
 
-    def collect(self, msg_type, topic: str, qos=STREAM_QOS) -> list:
-        """Subscribe and return the (growing) list of received messages."""
+    def collect(self, msg_type, topic: str, qos=STREAM_QOS, raw: bool = False) -> list:
+        """Subscribe and return the (growing) list of received messages (serialized bytes with
+        raw, which costs a fraction of deserializing: for probing kHz streams)."""
         received = []
         with self._lock:
-            self.node.create_subscription(msg_type, topic, received.append, qos)
+            self._subscriptions[id(received)] = self.node.create_subscription(
+                msg_type, topic, received.append, qos, raw=raw)
         return received
+
+    def stop_collecting(self, received: list) -> None:
+        """End the subscription behind a list from collect() (the list keeps its messages)."""
+        with self._lock:
+            self.node.destroy_subscription(self._subscriptions.pop(id(received)))
 
     def publisher(self, msg_type, topic: str, qos=STREAM_QOS):
         with self._lock:
             return self.node.create_publisher(msg_type, topic, qos)
 
-    def call(self, srv_type, name: str, request, timeout: float = 5.0):
+    def call(self, srv_type, name: str, request, timeout: float = 5.0, attempts: int = 3):
         with self._lock:
             client = self._clients.get(name)
             if client is None:
                 client = self._clients[name] = self.node.create_client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f'service {name} not available')
-        future = client.call_async(request)
-        wait_until(future.done, timeout, f'no answer from {name}')
-        return future.result()
+        # A service can be "available" before the server has matched this client's reply
+        # reader (discovery is slow on a loaded machine): the first reply may then be lost, so
+        # the request is sent again (every request used here is idempotent).
+        for attempt in range(attempts):
+            future = client.call_async(request)
+            try:
+                wait_until(future.done, timeout, f'no answer from {name}')
+                return future.result()
+            except TimeoutError:
+                client.remove_pending_request(future)
+                if attempt == attempts - 1:
+                    raise
 
     def close(self):
         self._stop.set()

@@ -26,7 +26,7 @@ from exo_common.joints import EMG_CHANNELS, JOINT_NAMES, JOINTS_PER_LEG, LEGS
 from exo_common.params import ParamSpec
 from exo_control.assistance import AssistAsNeeded, EmgYield
 from exo_control.dynamics import ExoDynamics
-from exo_control.phase import HipCrossingPhase, TimePhase, wrap_half
+from exo_control.phase import MAX_PULL, HipCrossingPhase, TimePhase, wrap_half
 from exo_control.reference import GaitReference, smoothstep
 from exo_sensors.stamps import StampCheck
 
@@ -185,6 +185,7 @@ class GaitController:
         self.ramp = 0.0
         self._last_stamp: Optional[float] = None
         self._phase_offset = [0.0, 0.0]
+        self._restart_phase = False
         self._slope_power = self.reference.slope_power()
         self._previous_velocity: Optional[list] = None
         self._acceleration = [0.0] * N_JOINTS
@@ -297,6 +298,7 @@ class GaitController:
         """The safety supervisor's state: torque only while enabled; re-sync on each enable."""
         if enabled and not self.enabled:
             self._needs_sync = True
+            self._restart_phase = True
         self.enabled = enabled
 
     # ---------------------------------------------------------------- control step
@@ -360,7 +362,8 @@ class GaitController:
         reference = self.reference
         reference.advance(dt)
         rate = reference.stride_rate
-        self.estimators[0].nominal_rate = self.estimators[1].nominal_rate = rate
+        self.estimators[0].set_nominal_rate(rate)
+        self.estimators[1].set_nominal_rate(rate)
         mode = self._mode
         estimators = self.estimators
         left = estimators[0].update(q[0], qd[0], dt)
@@ -407,7 +410,7 @@ class GaitController:
         # zero whatever time passed before it, and it scales the whole law (damping included).
         ramp = self.ramp = min(1.0, (stamp - self._sync_stamp) / self.params['safety.torque_ramp_s'])
         if mode == 2 and fade <= 0.0 and self._path_correction > 0.0:
-            self._correct_phase(q, dt)
+            self._correct_phase(q, dt, reference.stride_rate)
         if mode != 0:
             self._add_assistance(torque, q, qd, stamp, dt, learn=ramp >= 1.0 and fade <= 0.0)
         else:
@@ -474,7 +477,7 @@ class GaitController:
             qd_ahead[j] = qd[j] + lag * acceleration[j]
         return q_ahead, qd_ahead
 
-    def _correct_phase(self, q: Sequence[float], dt: float) -> None:
+    def _correct_phase(self, q: Sequence[float], dt: float, rate: float) -> None:
         """Move each leg's phase offset down the gradient of its squared hip and knee error.
 
         d/d(phase) of 0.5 |q - r(phase)|^2 is -(q - r) . dr/dphase: the offset integrates the
@@ -487,7 +490,9 @@ class GaitController:
             base = leg * N_PER_LEG
             along = ((q[base] - pos[base]) * slope[base]
                      + (q[base + 1] - pos[base + 1]) * slope[base + 1]) / self._slope_power
-            offset = self._phase_offset[leg] + gain * along
+            step = gain * along
+            most = MAX_PULL * rate * dt
+            offset = self._phase_offset[leg] + (most if step > most else (-most if step < -most else step))
             self._phase_offset[leg] = max(-MAX_PHASE_OFFSET, min(MAX_PHASE_OFFSET, offset))
 
     def _synchronise(self, stamp: float, q: Sequence[float]) -> None:
@@ -496,13 +501,15 @@ class GaitController:
         if self._mode == 1:
             left = self.time_phase.phase = self.reference.best_phase(q)
             phases = (left, (left - 0.5) % 1.0)
-        elif not all(estimator.locked for estimator in self.estimators):
-            # Before the hips have crossed their centre the estimators only integrate time:
-            # start them from the posture, the right leg half a cycle behind.
+        elif self._restart_phase or not all(estimator.locked for estimator in self.estimators):
+            # On enabling, the crossings seen while the legs hung or stood unassisted say nothing
+            # of the gait about to start; and before the hips have crossed their centre the
+            # estimators only integrate time: start them from the posture, the right leg half a
+            # cycle behind. (After a brief data gap mid-walk the estimators keep their lock.)
             left = self.reference.best_phase(q)
             self._phase_offset = [0.0, 0.0]
             for estimator, phase in zip(self.estimators, (left, left - 0.5)):
-                if not estimator.locked:
+                if self._restart_phase or not estimator.locked:
                     estimator.reset(phase, self.reference.stride_rate)
             phases = tuple(estimator.phase for estimator in self.estimators)
         if phases is not None:
@@ -513,7 +520,7 @@ class GaitController:
         self._sync_offset = [m - r for m, r in zip(q, self.reference_position)]
         self._sync_stamp = stamp
         self.ramp = 0.0
-        self._needs_sync = False
+        self._needs_sync = self._restart_phase = False
         self.aan.discard_partial()
 
     # ---------------------------------------------------------------- reporting

@@ -14,6 +14,12 @@ import math
 import numpy as np
 
 _TWO_PI = 2.0 * math.pi
+# The loop's pull on the output phase is bounded to this fraction of the stride rate: catching
+# up a large phase difference at full loop gain would run the reference (and the legs) at up
+# to twice the pattern's joint speeds, beyond the drives' velocity limits.
+MAX_PULL = 0.25
+# Measured stride rates are believed only within this band around the belt's cadence.
+RATE_BAND = (0.7, 1.4)
 
 
 def wrap_half(x: float) -> float:
@@ -74,6 +80,33 @@ class HipCrossingPhase:
         self._low = math.inf
         self._high = -math.inf
 
+    def set_nominal_rate(self, rate_hz: float) -> None:
+        """A new cadence implied by the belt: the estimated rate scales with it at once.
+
+        Crossings only correct the rate once the hip moves; when the belt starts from standstill
+        the cadence it sets must carry over immediately, or the reference would hold a standing
+        leg against a patient who has started to walk. The measured deviation from the nominal
+        cadence is kept (as a difference: a ratio would blow up a deviation measured near
+        standstill).
+        """
+        if rate_hz != self.nominal_rate:
+            rate = self.rate + rate_hz - self.nominal_rate
+            self.nominal_rate = rate_hz
+            low, high = self._rate_band()
+            self.rate = min(high, max(low, rate))
+
+    def _rate_band(self) -> tuple[float, float]:
+        """Plausible stride rates: within RATE_BAND of the belt's cadence and the absolute bounds.
+
+        On a treadmill speed = step length x cadence, so the cadence cannot stray far from the
+        belt's; a hip that crosses its centre twice per half stride (a leg fighting the exo, a
+        stumble) would otherwise double the estimate, and a stiff exo would then drive the legs
+        at that rate.
+        """
+        nominal = self.nominal_rate
+        return (max(self.min_rate_hz, RATE_BAND[0] * nominal),
+                min(self.max_rate_hz, max(self.min_rate_hz, RATE_BAND[1] * nominal)))
+
     def set_bandwidth(self, loop_bandwidth_hz: float) -> None:
         self.gain = _TWO_PI * loop_bandwidth_hz
 
@@ -102,6 +135,7 @@ class HipCrossingPhase:
         self.phase = phase % 1.0
         self.rate = rate_hz
         self._anchor = None
+        self._last_event = {}
 
     def update(self, hip: float, hip_velocity: float, dt: float) -> float:
         """Advance by dt with a new hip angle (rad); returns the estimated phase.
@@ -129,16 +163,20 @@ class HipCrossingPhase:
         else:
             raw = self._anchor[1] + (now - self._anchor[0]) * self.rate
         self.raw_phase = raw % 1.0
-        self.phase = (self.phase + (self.rate + self.gain * wrap_half(raw - self.phase)) * dt) % 1.0
+        pull = self.gain * wrap_half(raw - self.phase)
+        most = MAX_PULL * self.rate
+        pull = most if pull > most else (-most if pull < -most else pull)
+        self.phase = (self.phase + (self.rate + pull) * dt) % 1.0
         return self.phase
 
     def _crossing(self, direction: int, when: float) -> None:
         previous = self._last_event.get(direction)
         self._last_event[direction] = when
         if previous is not None:
-            period = when - previous
-            if self.min_rate_hz <= 1.0 / period <= self.max_rate_hz:
-                self.rate += 0.5 * (1.0 / period - self.rate)
+            measured = 1.0 / (when - previous)
+            low, high = self._rate_band()
+            if low <= measured <= high:
+                self.rate += 0.5 * (measured - self.rate)
             self.rate += self.cadence_prior * (self.nominal_rate - self.rate)
         # The output is never set here, only pulled by the loop: a jump of the phase would step
         # the reference (and the torque) at the first crossing.

@@ -44,13 +44,18 @@ class Envelope:
         soft_zone: width inside each position limit where torque towards the limit is removed (rad).
         hard_margin: how far beyond a URDF position limit a measured position faults (rad).
         velocity_fraction: share of the URDF velocity limit above which a joint faults.
+        velocity_gain: soft velocity limit (N m s/rad): the torque a command may apply in the
+            direction of motion shrinks as gain x (limit - |velocity|), to zero at the limit and
+            to braking beyond it - the effort soft-limit law of ros2_control's joint_limits
+            (k_velocity of a URDF <safety_controller>). 0 = off.
 
     Raises:
         ValueError: non-finite or inconsistent limits, or a soft zone wider than half a range.
     """
 
     def __init__(self, limits: Sequence, effort_fraction: float = 1.0, soft_zone: float = 0.05,
-                 hard_margin: float = 0.01, velocity_fraction: float = 1.0):
+                 hard_margin: float = 0.01, velocity_fraction: float = 1.0,
+                 velocity_gain: float = 0.0):
         self.names = tuple(limit.name for limit in limits)
         for limit in limits:
             numbers = (limit.lower, limit.upper, limit.velocity, limit.effort)
@@ -68,6 +73,7 @@ class Envelope:
         self.hard_lower = [limit.lower - hard_margin for limit in limits]
         self.hard_upper = [limit.upper + hard_margin for limit in limits]
         self.velocity_max = [limit.velocity * velocity_fraction for limit in limits]
+        self.velocity_gain = velocity_gain
 
     def measured_violation(self, position: Sequence[float], velocity: Sequence[float]) -> Optional[Violation]:
         """The first hard position or velocity limit a measured state breaks, else None."""
@@ -82,13 +88,13 @@ class Envelope:
         return None
 
     def shape(self, request: Sequence[float], previous: Sequence[float], position: Sequence[float],
-              max_step: float, scale: float = 1.0) -> list[float]:
+              max_step: float, scale: float = 1.0, velocity: Optional[Sequence[float]] = None) -> list[float]:
         """The command for a (finite) request.
 
         Clamp to the effort limit and scale (engagement ramp); limit the change from the
         previous command to max_step; clamp again (the previous command may exceed a limit
-        lowered live); remove torque that pushes into a soft zone. Safety wins over
-        smoothness: the last two steps are never rate limited.
+        lowered live) and to the soft velocity limit; remove torque that pushes into a soft
+        zone. Safety wins over smoothness: the last three steps are never rate limited.
 
         Args:
             request: requested torques (N m).
@@ -96,20 +102,28 @@ class Envelope:
             position: measured positions (rad).
             max_step: largest change of a torque from the previous command (N m).
             scale: 0..1 factor applied after the clamp.
+            velocity: measured velocities (rad/s) for the soft velocity limit (None: not applied).
         """
         command = []
         append = command.append
-        for r, p, q, e, low, high in zip(request, previous, position, self.effort_max,
-                                         self.soft_lower, self.soft_upper):
+        gain = self.velocity_gain if velocity is not None else 0.0
+        if velocity is None:
+            velocity = self.velocity_max
+        for r, p, q, dq, e, v, low, high in zip(request, previous, position, velocity, self.effort_max,
+                                                self.velocity_max, self.soft_lower, self.soft_upper):
             t = (e if r > e else -e if r < -e else r) * scale
             if t > p + max_step:
                 t = p + max_step
             elif t < p - max_step:
                 t = p - max_step
-            if t > e:
-                t = e
-            elif t < -e:
-                t = -e
+            upper, lower = e, -e
+            if gain:
+                upper = min(e, max(-e, gain * (v - dq)))
+                lower = max(-e, min(e, -gain * (v + dq)))
+            if t > upper:
+                t = upper
+            elif t < lower:
+                t = lower
             if (t > 0.0 and q >= high) or (t < 0.0 and q <= low):
                 t = 0.0
             append(t)

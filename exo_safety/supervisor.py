@@ -57,6 +57,10 @@ PARAMETERS = [
               'runaway (0 = fault on the first sample)', 's', 0.0, 0.1),
     ParamSpec('velocity.limit_fraction', 1.0, 'share of the URDF velocity limit above which a '
               'measured joint velocity faults', '', 0.1, 1.5),
+    ParamSpec('velocity.soft_gain', 40.0, 'soft velocity limit: torque in the direction of motion '
+              'is bounded by gain x (URDF velocity limit - |velocity|), braking beyond the limit, '
+              'so commands cannot drive a joint into the velocity fault (ros2_control\'s effort '
+              'soft-limit law, k_velocity); 0 = off', 'N m s/rad', 0.0, 1000.0),
     ParamSpec('imu.max_tilt', 0.6, 'largest pelvis tilt from vertical before a trunk-tilt fault',
               'rad', 0.1, 1.5),
     ParamSpec('imu.max_angular_rate', 4.0, 'largest pelvis angular rate before a fall fault',
@@ -125,7 +129,8 @@ class Supervisor:
     def configure(self, params: dict) -> None:
         """Apply (possibly live) parameter values. Raises ValueError like __init__."""
         envelope = Envelope(self.limits, params['effort.limit_fraction'], params['position.soft_zone'],
-                            params['position.hard_margin'], params['velocity.limit_fraction'])
+                            params['position.hard_margin'], params['velocity.limit_fraction'],
+                            params['velocity.soft_gain'])
         self.params = dict(params)
         self.envelope = envelope
         self.damping_mode = params['safe_mode'] == 'damping'
@@ -261,7 +266,8 @@ class Supervisor:
             dt = steady_now - self.last_output
             if dt > self.request.max_age:
                 dt = self.request.max_age
-            command = self.envelope.shape(effort, self.command, self.position, self.rate_limit * dt, scale)
+            command = self.envelope.shape(effort, self.command, self.position, self.rate_limit * dt, scale,
+                                          self.velocity)
             if not all_finite(command):  # cannot happen with finite inputs; never pass one on
                 self._fault_non_finite(FaultCode.COMMAND_NOT_FINITE, 'command', (('effort', command),),
                                        ros_now, steady_now)

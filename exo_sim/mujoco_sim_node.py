@@ -192,7 +192,10 @@ class MujocoSimNode(ExoNode):
         values, received = latest
         age = sim.time - received
         if age > timeout:
-            sim.problems.raise_('command_timeout', Level.ERROR,
+            # An error while the supervisor drives the legs; before it enables (start-up, the
+            # safe state's repeats on a clock still settling) zero torque is what it asks for.
+            level = Level.ERROR if self._supervisor_enabled else Level.WARN
+            sim.problems.raise_('command_timeout', level,
                                 f'no command for {age:.3f} s (timeout {timeout} s): zero torque', age_s=age)
             return sim._zero
         sim.problems.clear('command_timeout')

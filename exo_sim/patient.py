@@ -209,6 +209,15 @@ class PatientModel:
         self._curvature_table = np.gradient(self._slope_table, grid, axis=1)  # rad per cycle^2
         self.cycle_rate = 1.0 / normative.stride_time_s(speed_mps, self.height)  # cycles/s
 
+    def posture_phase(self, q) -> float:
+        """The left leg's phase whose pattern posture best matches the legs' hip and knee angles
+        q (6,), the right leg half a cycle behind (least squares over the phase table)."""
+        table = self._angle_table[:2, :PHASE_TABLE_SIZE]
+        left = (table[0] - q[0]) ** 2 + (table[1] - q[1]) ** 2
+        right = (table[0] - q[3]) ** 2 + (table[1] - q[4]) ** 2
+        cost = left + np.roll(right, PHASE_TABLE_SIZE // 2)
+        return float(np.argmin(cost)) / PHASE_TABLE_SIZE
+
     def reference(self, phases) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Healthy joint angles, velocities and accelerations (6,) at the legs' phases (left, right)."""
         left, right = (int(p % 1.0 * PHASE_TABLE_SIZE) for p in phases)

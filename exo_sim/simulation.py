@@ -52,6 +52,14 @@ class SimOptions:
         4-5 cm vertical pelvis excursion of gait; model values).
     bws_rate_percent_per_s, treadmill_accel_mps2: how fast support and belt speed follow a new
         setting (smooth changes).
+    entrainment_hz: how fast the patient's own gait rhythm is pulled toward the rhythm its legs
+        are actually moved in (cycles/s per cycle of phase difference, judged from the hip and
+        knee posture every entrainment_period_s). Human walking entrains to periodic mechanical
+        perturbations (Ahn & Hogan 2012, PLoS ONE 7:e31767), and patients walking in a driven
+        orthosis fall into its rhythm; a pattern generator deaf to its legs would fight a
+        guiding exoskeleton for the whole session. 1 /s is a model value: a phase difference
+        halves in about 0.7 s, under one stride (0.5 /s left some simulated stroke sessions
+        locked a quarter cycle out of step with a stiff guidance). 0 = an unyielding rhythm.
     exo_weight_compensated: the device carries the exoskeleton's own weight at the pelvis, as
         the Lokomat's parallelogram does (Colombo et al. 2000), so body-weight support % refers
         to the patient's weight only.
@@ -68,6 +76,8 @@ class SimOptions:
     bws_rate_percent_per_s: float = 20.0
     treadmill_accel_mps2: float = 0.25
     exo_weight_compensated: bool = True
+    entrainment_hz: float = 1.0
+    entrainment_period_s: float = 0.01
     time_origin: float = 0.0
 
 
@@ -175,6 +185,8 @@ class ExoSimulation:
         self.patient.set_speed(self.belt_speed)
 
         self._phase = 0.0            # left leg; the right leg is half a cycle later
+        self._entrain_rate = 0.0
+        self._entrain_period = max(1, round(self.options.entrainment_period_s / self.dt))
         self._voluntary = np.zeros(6)
         self._spastic = np.zeros(6)
         self._voluntary_sum = np.zeros(6)
@@ -293,7 +305,13 @@ class ExoSimulation:
 
         qd = data.qvel[self._jd]
         if self.walking:
-            self._phase = (self._phase + dt * self.patient.cycle_rate) % 1.0
+            rate = self.patient.cycle_rate
+            if opts.entrainment_hz > 0.0:
+                if self.steps % self._entrain_period == 0:
+                    lead = self.patient.posture_phase(data.qpos[self._jq]) - self._phase
+                    self._entrain_rate = opts.entrainment_hz * ((lead + 0.5) % 1.0 - 0.5)
+                rate += self._entrain_rate
+            self._phase = (self._phase + dt * rate) % 1.0
         q_ref, qd_ref, qdd_ref = self.patient.reference((self._phase, self._phase + 0.5))
         if not self.walking:  # standing: hold the posture of the current phase
             qd_ref, qdd_ref = np.zeros_like(qd_ref), np.zeros_like(qdd_ref)

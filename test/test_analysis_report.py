@@ -128,6 +128,9 @@ def test_report_numbers_behind_the_plots(recorded, tmp_path, capsys):
         assert np.max(np.abs(knee - np.degrees(mean[1]))) < 3.0
     assert plots['joint_curves_deg']['normative']['mean_deg'][1] == pytest.approx(np.degrees(mean[1]).tolist(), abs=1e-2)
     assert all(abs(v) < 3.0 for _, v in plots['symmetry_step_length_percent'][3:])
+    left_step, right_step = legs['left']['step_length_m'], legs['right']['step_length_m']
+    assert summary['symmetry_percent']['step_length_m'] == pytest.approx(
+        200.0 * (left_step - right_step) / (left_step + right_step))
     assert summary['speed_mps'] == pytest.approx(SPEED)
     assert summary['assistance_percent_mean'] == pytest.approx(np.mean(ASSISTANCE))
     assert [f['message'] for f in summary['faults']] == ['left_knee_joint over limit']

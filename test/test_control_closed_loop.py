@@ -33,6 +33,7 @@ BWS_PERCENT = {'healthy': 30.0, 'stroke_left_hemiparesis': 40.0, 'complete_sci':
 SPEED_KMH = 2.0
 SETTLE_S = 10.0
 COMMAND_TIMEOUT_S = 0.05  # mujoco_sim command_timeout_s
+TREADMILL_START_DELAY_S = 1.0  # mujoco_sim treadmill.start_delay_s
 
 
 @functools.cache
@@ -51,23 +52,33 @@ def mvc_references() -> dict:
     return {f'mvc.{channel}': float(peak) for channel, peak in zip(EMG_CHANNELS, calibration.peaks)}
 
 
-def session(patient, seconds, seed=0, emg=False, **overrides):
-    """Run a session; returns per-step arrays after SETTLE_S and the controller.
+def session(patient, seconds, seed=0, emg=False, enable_at=None, record_from=SETTLE_S, **overrides):
+    """Run a session; returns per-step arrays from record_from on and the controller.
 
     Args:
         emg: feed the simulator's EMG through EmgProcessor into the controller.
+        enable_at: start as a session of the stack does: the patient stands, the controller is
+            enabled at this time and the belt and the patient start walking 1 s later
+            (mujoco_sim's treadmill.start_delay_s). None: walking and enabled from the start.
     """
     sim = simulation.ExoSimulation(patient, speed_kmh=SPEED_KMH, bws_percent=BWS_PERCENT[patient], seed=seed)
     emg_processor = EmgProcessor(resolve(EMG_PARAMS, mvc_references())) if emg else None
     limits = joint_limits()
     controller = GaitController(resolve(PARAMS, overrides), ExoDynamics(expand_xacro(wearer=False)), limits)
-    controller.set_enabled(True)
+    if enable_at is None:
+        controller.set_enabled(True)
+    else:
+        sim.set_walking(False)
     encoders = EncoderProcessor(limits, resolve(ENCODER_PARAMS, {}))
     names = list(JOINT_NAMES)
     rows = []
     request = [0.0] * 6
     last_request = 0.0
     for k in range(int(seconds / sim.dt)):
+        if enable_at is not None and sim.time >= enable_at:
+            controller.set_enabled(True)
+            if sim.time >= enable_at + TREADMILL_START_DELAY_S and not sim.walking:
+                sim.set_walking(True)
         sample = sim.encoders()
         # A sample the encoder node refuses is not published: the controller gets nothing and
         # the drives keep the last request until mujoco_sim's command timeout zeroes it.
@@ -83,7 +94,7 @@ def session(patient, seconds, seed=0, emg=False, **overrides):
             emg_processor.process(batch.samples)
             last_sample = batch.stamp + (len(batch.samples) - 1) / batch.fs
             controller.set_emg(last_sample, EMG_CHANNELS, emg_processor.activation.tolist())
-        if sim.time >= SETTLE_S:
+        if sim.time >= record_from:
             truth = sim.truth()
             rows.append((*truth.joint_velocity, *truth.joint_position, *controller.reference_position, *truth.phase,
                          *controller.phases, *truth.actuator_torque, *controller.assistance))
@@ -114,6 +125,35 @@ def test_cooperative_phase_follows_the_patient(patient):
     rms = np.sqrt(np.mean(error ** 2, axis=0))
     print(patient, 'phase RMS error (left, right)', rms.round(4))
     assert max(rms) <= 0.03
+
+
+def test_standing_start_of_a_stack_session_walks_in_step_within_the_velocity_limits():
+    """The main job's scenario: stroke patient standing, cooperative mode with assist-as-needed
+    and EMG; enable, the belt starts 1 s later. Exo and patient must fall into one rhythm (no
+    lasting fight at the torque limits) and no joint may exceed its URDF velocity limit for
+    longer than the safety supervisor's velocity.persistence."""
+    enable_at = 1.0
+    run = session('stroke_left_hemiparesis', 40.0, emg=True, enable_at=enable_at, record_from=enable_at,
+                  mode='cooperative', **{'aan.enabled': True})
+    limits = joint_limits()
+    velocity_limit = np.array([limits[name].velocity for name in JOINT_NAMES])
+    effort_limit = np.array([limits[name].effort for name in JOINT_NAMES])
+    over = np.abs(run['qd']) > velocity_limit
+    longest = np.zeros(6, int)
+    current = np.zeros(6, int)
+    for row in over:
+        current = np.where(row, current + 1, 0)
+        longest = np.maximum(longest, current)
+    persistence_steps = 10  # safety_supervisor velocity.persistence 0.01 s at 1 ms
+    assert (longest < persistence_steps).all(), f'ms above the velocity limit per joint: {longest}'
+    saturated = (np.abs(run['torque']) > 0.99 * effort_limit).mean(axis=0)
+    print('share of time at the torque limit', saturated.round(3))
+    assert saturated.max() < 0.3
+    last = slice(-10000, None)  # the last 10 s: controller and patient in one rhythm
+    error = np.vectorize(wrap_half)(run['phase'][last] - run['true_phase'][last])
+    assert np.sqrt(np.mean(error ** 2)) < 0.05
+    strides = np.sum(np.diff(run['true_phase'][:, 0]) < -0.5)
+    assert strides >= 15
 
 
 def test_transparent_mode_carries_the_exo_weight():

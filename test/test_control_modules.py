@@ -12,6 +12,7 @@ from exo_common.params import resolve
 from exo_control.assistance import AssistAsNeeded, EmgYield
 from exo_control.controller import KMH, PARAMS, GaitController, check_params
 from exo_control.dynamics import ExoDynamics
+from exo_control import phase as phase_module
 from exo_control.phase import HipCrossingPhase, TimePhase, wrap_half
 from exo_control.reference import TABLE_SIZE, GaitReference
 
@@ -131,6 +132,36 @@ def test_hip_crossing_phase_locks_onto_a_walker_at_another_cadence(rate_factor):
             errors.append(wrap_half(estimate - true_phase))
     assert estimator.rate == pytest.approx(true_rate, rel=0.02)
     assert math.sqrt(np.mean(np.square(errors))) < 0.01
+
+
+def test_hip_crossing_rate_follows_the_belt_at_once_and_ignores_implausible_cadences():
+    reference = GaitReference(0.55)
+    hip = reference.hip_curve()
+    estimator = HipCrossingPhase(hip, 0.03, 0.3)   # enabled with the belt standing
+    estimator.set_nominal_rate(reference.stride_rate)  # the belt runs up: no crossing needed
+    assert estimator.rate == pytest.approx(reference.stride_rate)
+    # a hip fighting the exo crosses its centre twice per half stride: twice the cadence
+    true_rate = 2.0 * reference.stride_rate
+    grid = np.linspace(0, 1, len(hip))
+    for k in range(20000):
+        estimator.update(np.interp((k * DT * true_rate) % 1.0, grid, hip), 0.0, DT)
+    low, high = phase_module.RATE_BAND
+    assert low * reference.stride_rate <= estimator.rate <= high * reference.stride_rate
+
+
+def test_hip_crossing_output_never_races_to_catch_up():
+    reference = GaitReference(0.55)
+    hip = reference.hip_curve()
+    rate = reference.stride_rate
+    estimator = HipCrossingPhase(hip, rate, 5.0)   # a stiff loop
+    estimator.reset(0.5, rate)                     # half a cycle off the walker below
+    grid = np.linspace(0, 1, len(hip))
+    previous, fastest = estimator.phase, 0.0
+    for k in range(10000):
+        phase = estimator.update(np.interp((k * DT * rate) % 1.0, grid, hip), 0.0, DT)
+        fastest = max(fastest, ((phase - previous) % 1.0) / DT)
+        previous = phase
+    assert fastest <= (1.0 + phase_module.MAX_PULL) * estimator.rate * 1.001
 
 
 # ---------------------------------------------------------------- assistance

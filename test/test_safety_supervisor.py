@@ -100,6 +100,25 @@ def test_effort_fraction_lowered_live_clamps_at_once():
     assert rig.cycle([80.0] * 6)[0] == 50.0
 
 
+def test_soft_velocity_limit_fades_torque_towards_more_speed_and_brakes_beyond():
+    envelope = Envelope(LIMITS[:1], velocity_gain=40.0)  # 5 rad/s, 100 N m
+    def shaped(request, velocity):
+        return envelope.shape([request], [request], [0.4], 1e9, 1.0, [velocity])[0]
+    assert shaped(80.0, 0.0) == 80.0                 # far from the limit: untouched
+    assert shaped(80.0, 4.0) == pytest.approx(40.0)  # 40 N m s/rad x 1 rad/s of margin
+    assert shaped(80.0, 5.0) == 0.0                  # at the limit: nothing towards more speed
+    assert shaped(80.0, 5.5) == pytest.approx(-20.0)  # beyond: braking, whatever was asked
+    assert shaped(-80.0, 5.0) == -80.0               # torque against the motion is never cut
+    assert shaped(-80.0, -4.5) == pytest.approx(-20.0)  # the same law in the other direction
+    assert Envelope(LIMITS[:1]).shape([80.0], [80.0], [0.4], 1e9, 1.0, [9.0]) == [80.0]  # gain 0: off
+
+
+def test_supervisor_applies_the_soft_velocity_limit_from_the_urdf_limit():
+    rig = Rig(velocity__soft_gain=40.0).enabled()
+    command = rig.cycle([80.0] * 6, velocity=[LIMITS[0].velocity - 0.5] + [0.0] * 5)
+    assert command[:2] == pytest.approx([20.0, 80.0])
+
+
 def test_soft_zone_removes_torque_into_the_limit_and_allows_torque_out():
     rig = Rig().enabled()
     near_upper = list(POSTURE)
