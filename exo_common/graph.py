@@ -41,7 +41,11 @@ class NodeSpec:
         return config_path(self.name)
 
 
-SIMULATOR = NodeSpec('mujoco_sim', 'mujoco_sim', 'exo_sim.mujoco_sim_node', 'MujocoSimNode', 'sim',
+# The simulator runs in the control loop's process, as gz_ros2_control runs the controllers
+# inside Gazebo: samples and commands are handed over in-process (exo_common.ros.LocalPublisher)
+# and still published on DDS for everyone else. `exo-gait sim --separate-simulator` gives it a
+# process of its own (one DDS hop each way, as a hardware driver in its own process would be).
+SIMULATOR = NodeSpec('mujoco_sim', 'mujoco_sim', 'exo_sim.mujoco_sim_node', 'MujocoSimNode', 'control',
                      'exo_sim.mujoco_sim_node:PARAMETERS')
 SENSORS = (
     NodeSpec('encoder_node', 'encoder_node', 'exo_sensors.encoder_node', 'EncoderNode', 'control',
@@ -74,7 +78,7 @@ GROUP_NICENESS = {'control': -10, 'sim': -5, 'sensors': -5, 'analysis': 15}
 GROUP_PRIORITY = {'control': 40, 'sim': 30, 'sensors': 20, 'analysis': 0}
 
 LOOP_MONITOR = NodeSpec('loop_monitor', 'loop_monitor', 'exo_common.loop_monitor', 'LoopMonitorNode',
-                        'sim', 'exo_common.loop_monitor:PARAMETERS')
+                        'control', 'exo_common.loop_monitor:PARAMETERS')
 
 
 def nodes(bringup: str, record: bool = False) -> tuple:

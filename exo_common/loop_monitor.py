@@ -32,7 +32,7 @@ class LoopMonitorNode(ExoNode):
         super().__init__(NODE_NAME, PARAMETERS, **kwargs)
         self.stats = LoopStats(1.0 / self.params['control_rate_hz'])
         self._enabled_at = None
-        self.create_subscription(JointState, '/safety_supervisor/command_stamped', self._on_command, STREAM_QOS)
+        self.create_local_subscription(JointState, '/safety_supervisor/command_stamped', self._on_command, STREAM_QOS)
         self.create_subscription(String, '/safety_supervisor/state', self._on_state, LATCHED_QOS)
         self.create_timer(1.0, self._report)
 

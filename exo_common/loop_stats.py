@@ -55,7 +55,9 @@ class LoopStats:
             'expected_samples': int(expected),
             'delivered_pct': round(100.0 * in_time / expected, 3),
             'latency_p50_ms': round(float(np.percentile(latency_ms, 50)), 3),
+            'latency_p90_ms': round(float(np.percentile(latency_ms, 90)), 3),
             'latency_p99_ms': round(float(np.percentile(latency_ms, 99)), 3),
+            'latency_p99_9_ms': round(float(np.percentile(latency_ms, 99.9)), 3),
             'latency_max_ms': round(float(latency_ms.max()), 3),
             'duplicates': self.duplicates,
         }

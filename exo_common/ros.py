@@ -13,6 +13,7 @@ QoS choices (docs/INTERFACES.md has the table):
   samples itself.
 - DIAGNOSTICS: RELIABLE, depth 100, so a burst of fault events is not dropped.
 """
+import inspect
 import math
 import os
 import signal
@@ -95,27 +96,58 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return desc
 
 
+# Every callback of an ExoNode runs holding this lock, and a LocalPublisher made with
+# any_thread=True hands its messages over holding it: nodes composed in one process never see
+# two threads at once, although the simulator publishes from its physics thread.
+PROCESS_LOCK = threading.RLock()
+
+
+def guarded(callback):
+    """callback, run holding PROCESS_LOCK."""
+    def run(*args, **kwargs):
+        with PROCESS_LOCK:
+            return callback(*args, **kwargs)
+    # rclpy inspects a callback's signature (message info, timer info) on every call: give the
+    # answer at once instead of unwrapping
+    run.__signature__ = inspect.signature(callback)
+    run.__name__ = getattr(callback, '__name__', 'callback')
+    return run
+
+
 class LocalPublisher:
     """A publisher that also hands every message directly to subscribers in the same process.
 
     rclpy has no intra-process communication: nodes composed in one process still pay for
     serialising, a DDS round trip and deserialising on every hop. For the 1 kHz chain
-    (encoder_node -> gait_controller -> safety_supervisor, one process in `exo-gait sim`) the
-    message is published on DDS as usual (recorders, other processes) and, in the same call,
-    passed to the local subscribers. Local subscribers must treat it as read-only and not keep it.
+    (mujoco_sim -> encoder_node -> gait_controller -> safety_supervisor -> mujoco_sim, one
+    process in `exo-gait sim`) the message goes to the local subscribers first, by direct call,
+    and then on DDS as usual (recorders, other processes). Local subscribers must treat it as
+    read-only and not keep it.
+
+    Args:
+        any_thread: publish() may be called from a thread other than the executor's (the
+            simulator's physics thread): the local subscribers are then called holding
+            PROCESS_LOCK, as every executor callback of an ExoNode is.
     """
 
-    def __init__(self, publisher, msg_type):
+    def __init__(self, publisher, msg_type, any_thread: bool = False):
         self._publisher = publisher
         self.msg_type = msg_type
         self.topic_name = publisher.topic_name
         self.qos_profile = publisher.qos_profile
         self.callbacks: list = []
+        self._any_thread = any_thread
 
     def publish(self, msg) -> None:
+        if self.callbacks:
+            if self._any_thread:
+                with PROCESS_LOCK:
+                    for callback in self.callbacks:
+                        callback(msg)
+            else:
+                for callback in self.callbacks:
+                    callback(msg)
         self._publisher.publish(msg)
-        for callback in self.callbacks:
-            callback(msg)
 
     def get_subscription_count(self) -> int:
         return self._publisher.get_subscription_count() + len(self.callbacks)
@@ -130,6 +162,9 @@ class LocalSubscription:
 
 
 _LOCAL_PUBLISHERS: dict = {}  # (id(context), resolved topic) -> LocalPublisher
+# (id(context), resolved topic) -> [(node, subscription, callback, first, msg_type)]: DDS
+# subscriptions made before a local publisher of their topic existed, taken over when it appears
+_PENDING_LOCAL: dict = {}
 
 
 def intra_process_enabled() -> bool:
@@ -162,7 +197,7 @@ class ExoNode(Node):
         problem = self.check_parameters(dict(self.params))
         if problem:
             raise ConfigError(f'{node_name}: {problem}')
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(guarded(self._on_set_parameters))
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS)
 
     def check_parameters(self, candidate: dict) -> Optional[str]:
@@ -204,34 +239,81 @@ class ExoNode(Node):
                 values=[KeyValue(key=str(k), value=str(v)) for k, v in report.values.items()]))
         self._diagnostics_pub.publish(msg)
 
+    def create_subscription(self, msg_type, topic, callback, *args, **kwargs):
+        return super().create_subscription(msg_type, topic, guarded(callback), *args, **kwargs)
+
+    def create_timer(self, timer_period_sec, callback, *args, **kwargs):
+        return super().create_timer(timer_period_sec, guarded(callback), *args, **kwargs)
+
+    def create_service(self, srv_type, srv_name, callback, *args, **kwargs):
+        return super().create_service(srv_type, srv_name, guarded(callback), *args, **kwargs)
+
+    def destroy_node(self):
+        """Also forget this node's local publishers and pending local subscriptions (a node made
+        later in the same context must not bind to a dead one)."""
+        for key, local in list(_LOCAL_PUBLISHERS.items()):
+            if local._publisher in self.publishers:
+                del _LOCAL_PUBLISHERS[key]
+        for key, waiting in list(_PENDING_LOCAL.items()):
+            waiting[:] = [entry for entry in waiting if entry[0] is not self]
+            if not waiting:
+                del _PENDING_LOCAL[key]
+        return super().destroy_node()
+
     def shutdown_hook(self) -> None:
         """Called once before the node is destroyed (e.g. publish a safe command)."""
 
-    def create_local_publisher(self, msg_type, topic: str, qos) -> LocalPublisher:
-        """A publisher whose subscribers in this process get messages by direct call."""
-        publisher = LocalPublisher(self.create_publisher(msg_type, topic, qos), msg_type)
+    def create_local_publisher(self, msg_type, topic: str, qos, any_thread: bool = False,
+                               **kwargs) -> LocalPublisher:
+        """A publisher whose subscribers in this process get messages by direct call.
+
+        Args:
+            any_thread: publish() may be called from a thread other than the executor's (see
+                LocalPublisher).
+            kwargs: passed on to create_publisher.
+        """
+        publisher = self.create_publisher(msg_type, topic, qos, **kwargs)
+        local = LocalPublisher(publisher, msg_type, any_thread)
         if intra_process_enabled():
-            _LOCAL_PUBLISHERS[(id(self.context), publisher.topic_name)] = publisher
-        return publisher
+            key = (id(self.context), local.topic_name)
+            _LOCAL_PUBLISHERS[key] = local
+            waiting = _PENDING_LOCAL.pop(key, [])
+            for node, subscription, callback, first, wanted in waiting:
+                if wanted is msg_type:
+                    # False: the subscribing node is gone (destroyed with its subscriptions)
+                    if node.destroy_subscription(subscription):
+                        _add_local_callback(local, callback, first)
+                else:
+                    _PENDING_LOCAL.setdefault(key, []).append((node, subscription, callback, first, wanted))
+        return local
 
     def create_local_subscription(self, msg_type, topic: str, callback, qos, first: bool = False,
                                   **kwargs):
-        """Subscribe in-process when a local publisher of the topic was created before, else
-        through DDS as usual (nodes in their own processes, as ros2 launch starts them).
+        """Subscribe in-process when a local publisher of the topic exists in this process,
+        else through DDS (nodes in their own processes, as ros2 launch starts them). A DDS
+        subscription made before the local publisher is created is replaced by the in-process
+        hand-off when it is (so the returned Subscription may be destroyed then: do not keep it).
 
         Args:
             first: be called before the other local subscribers (the safety supervisor sees a
                 joint-state sample before the controller's request computed from it arrives).
         """
-        resolved = self.resolve_topic_name(topic)
-        local = _LOCAL_PUBLISHERS.get((id(self.context), resolved))
+        key = (id(self.context), self.resolve_topic_name(topic))
+        local = _LOCAL_PUBLISHERS.get(key)
         if local is None or local.msg_type is not msg_type:
-            return self.create_subscription(msg_type, topic, callback, qos, **kwargs)
-        if first:
-            local.callbacks.insert(0, callback)
-        else:
-            local.callbacks.append(callback)
-        return LocalSubscription(resolved, qos)
+            subscription = self.create_subscription(msg_type, topic, callback, qos, **kwargs)
+            if local is None and intra_process_enabled():
+                _PENDING_LOCAL.setdefault(key, []).append((self, subscription, callback, first, msg_type))
+            return subscription
+        _add_local_callback(local, callback, first)
+        return LocalSubscription(key[1], qos)
+
+
+def _add_local_callback(local: LocalPublisher, callback, first: bool) -> None:
+    if first:
+        local.callbacks.insert(0, callback)
+    else:
+        local.callbacks.append(callback)
 
 
 def make_executor(context=None):

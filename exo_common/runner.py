@@ -9,6 +9,7 @@ Exit codes: 0 the session ended cleanly (also after Ctrl-C / SIGTERM), 1 it ende
 fault, 2 configuration error, 3 the stack failed to come up or a process died.
 """
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -93,9 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help='keep the configured watchdog and staleness limits (10 ms at 1 kHz); '
                              'by default a simulated session widens them to SIMULATION_TIMING_S '
                              '(see README, "Timing of simulated sessions")')
-    parser.add_argument('--realtime-priority', dest='realtime', action='store_true',
-                        help='ask for real-time (SCHED_FIFO) scheduling of the control loop, '
-                             'simulator and sensor processes (needs root or CAP_SYS_NICE)')
+    parser.add_argument('--realtime-priority', action=argparse.BooleanOptionalAction, default=None,
+                        help='real-time (SCHED_FIFO) scheduling of the control loop and sensor '
+                             'processes, as ros2_control\'s controller manager asks for it (needs '
+                             'root, CAP_SYS_NICE or an rtprio limit; without, normal priority and '
+                             'a note in the log); default: on with --realtime, off in lock-step, '
+                             'where timing cannot change the session')
+    parser.add_argument('--separate-simulator', action='store_true',
+                        help='run the simulator in a process of its own (one DDS hop each way, '
+                             'as a hardware driver in its own process); default: in the control '
+                             'loop\'s process, samples and commands handed over in-process')
     parser.add_argument('--loop-stats', type=pathlib.Path, default=None, metavar='FILE',
                         help='measure command latency and delivery at the simulator, JSON to FILE')
     return parser
@@ -106,6 +114,8 @@ class SessionPlan:
 
     def __init__(self, options: argparse.Namespace):
         self.options = options
+        self.realtime_priority = (not options.lockstep if options.realtime_priority is None
+                                  else options.realtime_priority)
         self.config_dir = options.config_dir or share_path('config')
         self.output = options.output or pathlib.Path('exo_gait_sessions') / (
             datetime.datetime.now().strftime('%Y%m%d_%H%M%S_') + options.patient)
@@ -117,6 +127,10 @@ class SessionPlan:
         self.nodes = graph.nodes('sim', record=options.record)
         if options.loop_stats:
             self.nodes += (graph.LOOP_MONITOR,)
+        if options.separate_simulator:  # the loop monitor measures where the actuators are
+            self.nodes = tuple(dataclasses.replace(spec, group='sim')
+                               if spec.name in (graph.SIMULATOR.name, graph.LOOP_MONITOR.name) else spec
+                               for spec in self.nodes)
         self.parameters = {}
         for spec in self.nodes:
             node_overrides = dict(overrides.get(spec.name, {}))
@@ -205,7 +219,7 @@ def start_groups(plan: SessionPlan, params_files: dict, log_dir: pathlib.Path) -
     log_dir.mkdir(parents=True, exist_ok=True)
     for group, entries in groups.items():
         log = open(log_dir / f'{group}.log', 'w')
-        priority = graph.GROUP_PRIORITY.get(group, 0) if plan.options.realtime else 0
+        priority = graph.GROUP_PRIORITY.get(group, 0) if plan.realtime_priority else 0
         processes[group] = subprocess.Popen(
             [sys.executable, '-m', 'exo_common.worker', json.dumps(entries),
              str(graph.GROUP_NICENESS.get(group, 0)), str(priority)],

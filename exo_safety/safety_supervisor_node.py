@@ -63,10 +63,10 @@ class SafetySupervisorNode(ExoNode):
 
         self._command_msg = Float64MultiArray()
         self._stamped_msg = JointState(name=list(JOINT_NAMES))
-        self._command_pub = self.create_publisher(
+        self._command_pub = self.create_local_publisher(
             Float64MultiArray, COMMAND_TOPIC, STREAM_QOS,
             event_callbacks=PublisherEventCallbacks(incompatible_qos=self._qos_event(COMMAND_TOPIC)))
-        self._stamped_pub = self.create_publisher(JointState, STAMPED_TOPIC, STREAM_QOS)
+        self._stamped_pub = self.create_local_publisher(JointState, STAMPED_TOPIC, STREAM_QOS)
         self._state_pub = self.create_publisher(String, STATE_TOPIC, LATCHED_QOS)
         self._input_subscriptions = [
             self.create_local_subscription(

@@ -33,7 +33,7 @@ class EncoderNode(SensorNode):
         self._out = JointState()
         self._out.name = list(JOINT_NAMES)
         self._pub = self.create_local_publisher(JointState, '/joint_states', STREAM_QOS)
-        self.create_subscription(JointState, '/hw/joint_states', self.on_raw, STREAM_QOS)
+        self.create_local_subscription(JointState, '/hw/joint_states', self.on_raw, STREAM_QOS)
 
     def on_parameters_changed(self, changed: dict) -> None:
         self.processor.configure(self.params)

@@ -8,6 +8,8 @@ and publishes from there; the executor handles commands and parameters.
 
 Pacing: see MujocoSimNode._run.
 """
+import collections
+import functools
 import math
 import os
 import sys
@@ -31,6 +33,7 @@ TREADMILL_RATE_HZ = 10.0
 DIAGNOSTICS_PERIOD_S = 1.0
 REALTIME_CLOCK_PERIOD_S = 0.01
 VIEWER_PERIOD_S = 1.0 / 30.0
+OUTBOX_PER_STEP = 2  # device messages (IMU, EMG, treadmill, truth) built and published per physics step
 MAX_LAG_S = 0.005  # realtime: further behind than this, the schedule slips (stamps stay current, as a real device's would)
 
 PARAMETERS = [
@@ -69,7 +72,9 @@ class MujocoSimNode(ExoNode):
         self._realtime_clock_steps = max(1, round(REALTIME_CLOCK_PERIOD_S / params['timestep_s']))
         self._control_steps = max(1, round(1.0 / (params['control_rate_hz'] * params['timestep_s'])))
         self._sim_time_clock = self._lockstep
-        self._joint_pub = self.create_publisher(JointState, '/hw/joint_states', STREAM_QOS)
+        # published from the physics thread; in-process subscribers (the encoder node, when the
+        # runner composes the loop into one process) are served in the executor's thread
+        self._joint_pub = self.create_local_publisher(JointState, '/hw/joint_states', STREAM_QOS, any_thread=True)
         self._imu_pubs = {f: self.create_publisher(Imu, f'/hw/imu/{f}', STREAM_QOS) for f in IMU_FRAMES}
         self._emg_pub = self.create_publisher(JointTrajectory, '/hw/emg', STREAM_QOS)
         self._speed_pub = self.create_publisher(Float64, '/hw/treadmill/speed', STREAM_QOS)
@@ -81,9 +86,10 @@ class MujocoSimNode(ExoNode):
         self._latest_command = None   # (values, sim time received)
         self._command_count = 0
         self._command_arrived = threading.Condition()
-        self.create_subscription(Float64MultiArray, '/effort_controller/commands', self._on_command, STREAM_QOS)
+        self.create_local_subscription(Float64MultiArray, '/effort_controller/commands', self._on_command, STREAM_QOS)
 
         self._imu_msgs = {}
+        self._outbox: collections.deque = collections.deque()
         for frame in IMU_FRAMES:
             msg = Imu()
             msg.header.frame_id = frame
@@ -238,7 +244,7 @@ class MujocoSimNode(ExoNode):
                     wall_start -= delay
             self._start_walking_when_due()
             try:
-                sim.step(self._command_now())
+                sim.advance(self._command_now())
                 self._publish_step()
             except Exception as exc:  # keep emulating hardware; say what went wrong
                 self.get_logger().error(f'simulation step failed: {exc!r}')
@@ -272,40 +278,49 @@ class MujocoSimNode(ExoNode):
             sample = sim.encoders()
             msg = JointState(name=JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
             msg.header.stamp = stamp
-            self._joint_pub.publish(msg)
+            self._joint_pub.publish(msg)  # the control loop answers it before anything else
+        sim.sample_devices()
 
-        for imu in sim.imus():
-            msg = self._imu_msgs[imu.frame]
-            msg.header.stamp = self._stamp(imu.stamp)
-            accel, gyro = imu.accel, imu.gyro
-            msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (
-                float(accel[0]), float(accel[1]), float(accel[2]))
-            msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = (
-                float(gyro[0]), float(gyro[1]), float(gyro[2]))
-            self._imu_pubs[imu.frame].publish(msg)
-
+        # The devices' messages are built and published a few per step (stamps unchanged): all
+        # at once they cost the step that sampled them most of a millisecond, and the next
+        # encoder sample its time.
+        outbox = self._outbox
+        outbox.extend(functools.partial(self._publish_imu, imu) for imu in sim.imus())
         batch = sim.emg()
         if batch is not None:
-            for point, row in zip(self._emg_points, batch.samples.tolist()):
-                point.positions = row
-            msg = JointTrajectory(joint_names=list(batch.channels), points=self._emg_points)
-            msg.header.stamp = self._stamp(batch.stamp)
-            self._emg_pub.publish(msg)
-
+            outbox.append(functools.partial(self._publish_emg, batch))
         steps = sim.steps
         if steps % max(1, round(1.0 / (TREADMILL_RATE_HZ * sim.dt))) == 0:
-            self._speed_pub.publish(Float64(data=float(sim.belt_speed)))
+            outbox.append(functools.partial(self._speed_pub.publish, Float64(data=float(sim.belt_speed))))
         truth_rate = self.params['truth.rate_hz']
         if truth_rate > 0.0 and steps % max(1, round(1.0 / (truth_rate * sim.dt))) == 0:
-            self._publish_truth(stamp)
+            outbox.append(functools.partial(self._publish_truth, stamp, sim.truth()))
+        for _ in range(min(len(outbox), OUTBOX_PER_STEP)):
+            outbox.popleft()()
 
         active = tuple(key for key, _ in sim.problems.items())
         if active != self._active_problems:
             self._active_problems = active
             self._publish_status(None)
 
-    def _publish_truth(self, stamp) -> None:
-        truth = self.sim.truth()
+    def _publish_imu(self, imu) -> None:
+        msg = self._imu_msgs[imu.frame]
+        msg.header.stamp = self._stamp(imu.stamp)
+        accel, gyro = imu.accel, imu.gyro
+        msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (
+            float(accel[0]), float(accel[1]), float(accel[2]))
+        msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = (
+            float(gyro[0]), float(gyro[1]), float(gyro[2]))
+        self._imu_pubs[imu.frame].publish(msg)
+
+    def _publish_emg(self, batch) -> None:
+        for point, row in zip(self._emg_points, batch.samples.tolist()):
+            point.positions = row
+        msg = JointTrajectory(joint_names=list(batch.channels), points=self._emg_points)
+        msg.header.stamp = self._stamp(batch.stamp)
+        self._emg_pub.publish(msg)
+
+    def _publish_truth(self, stamp, truth) -> None:
         msg = JointState(name=JOINT_NAMES, position=truth.joint_position.tolist(),
                          velocity=truth.joint_velocity.tolist(),
                          effort=(truth.patient_torque + truth.spastic_torque).tolist())

@@ -279,6 +279,19 @@ class ExoSimulation:
         'command' problem in self.problems; it never raises. Torques saturate at the URDF effort
         limits; the drives follow with their first-order bandwidth.
         """
+        self.advance(command_nm)
+        self.sample_devices()
+
+    def sample_devices(self) -> None:
+        """The IMU samples and EMG batch due at this step (step() does it; a real-time loop
+        calls advance(), sends the encoder sample on, then this, off the control path)."""
+        if self.steps % self._imu_period == 0:
+            self._sample_imus()
+        if self.steps % self._emg_period == 0:
+            self._emg_batch()
+
+    def advance(self, command_nm) -> None:
+        """The physics step of step() without sampling the IMUs and EMG (see sample_devices)."""
         model, data, index, dt = self.model, self.data, self.index, self.dt
         data.ctrl[:] = self._command(command_nm)
 
@@ -332,10 +345,6 @@ class ExoSimulation:
         self.steps += 1
         self.time = self.steps * dt
         self._detect_contacts()
-        if self.steps % self._imu_period == 0:
-            self._sample_imus()
-        if self.steps % self._emg_period == 0:
-            self._emg_batch()
 
     def _detect_contacts(self) -> None:
         touch = self.data.sensordata[self.index.touch]

@@ -37,6 +37,7 @@ def recorded(tmp_path_factory):
     """A 20 s synthetic session recorded by SessionRecorderNode over real topics."""
     from exo_common.testing import RosHarness
     from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from exo_analysis.recorder import SessionRecorderNode
     folder = tmp_path_factory.mktemp('session')
     gait = synthetic_gait(20.0, speed_mps=SPEED, start_s=time.time() - 60.0)
@@ -47,12 +48,15 @@ def recorded(tmp_path_factory):
             Parameter('patient.id', value='p7'), Parameter('session.profile', value='hemiparesis'),
             Parameter('session.speed_mps', value=SPEED), Parameter('topics', value=TOPICS),
             Parameter('flush_period_s', value=0.2), Parameter('reliable', value=True)]))
-        pubs = {'left': harness.publisher(Imu, '/imu/left_shank_imu'),
-                'right': harness.publisher(Imu, '/imu/right_shank_imu'),
-                'joints': harness.publisher(JointState, '/joint_states'),
-                'speed': harness.publisher(Float64, '/hw/treadmill/speed'),
-                'assist': harness.publisher(Float64MultiArray, '/gait_controller/assistance'),
-                'diag': harness.publisher(DiagnosticArray, '/diagnostics')}
+        # reliable with a deep history: a writer keeping only the last 10 samples overwrites
+        # unacknowledged ones whenever the recorder's process stalls (a loaded CI machine)
+        deep = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
+        pubs = {'left': harness.publisher(Imu, '/imu/left_shank_imu', deep),
+                'right': harness.publisher(Imu, '/imu/right_shank_imu', deep),
+                'joints': harness.publisher(JointState, '/joint_states', deep),
+                'speed': harness.publisher(Float64, '/hw/treadmill/speed', deep),
+                'assist': harness.publisher(Float64MultiArray, '/gait_controller/assistance', deep),
+                'diag': harness.publisher(DiagnosticArray, '/diagnostics', deep)}
         wait_until(lambda: all(p.get_subscription_count() for p in pubs.values()), 10.0, 'recorder subscriptions')
         begin = time.monotonic()
         for i, stamp in enumerate(gait.times):

@@ -1,0 +1,69 @@
+"""In-process hand-off between composed nodes (exo_common.ros.LocalPublisher) through real rclpy."""
+import threading
+import time
+
+from std_msgs.msg import Float64
+
+from exo_common.ros import PROCESS_LOCK, STREAM_QOS, ExoNode
+from exo_common.testing import wait_until
+
+
+def make_node(ros, name):
+    return ros.add_node(ExoNode(name, [], context=ros.context))
+
+
+def test_subscriber_made_before_the_local_publisher_is_taken_over_once(ros):
+    """The simulator subscribes to the supervisor's commands before the supervisor exists."""
+    subscriber, publisher_node = make_node(ros, 'early_subscriber'), make_node(ros, 'late_publisher')
+    received = []
+    subscriber.create_local_subscription(Float64, '/handoff', received.append, STREAM_QOS)
+    publisher = publisher_node.create_local_publisher(Float64, '/handoff', STREAM_QOS)
+    publisher.publish(Float64(data=1.0))
+    assert [m.data for m in received] == [1.0]  # by direct call, inside publish()
+    time.sleep(0.5)
+    assert [m.data for m in received] == [1.0]  # and not a second time through DDS
+    assert all(s.topic_name != '/handoff' for s in subscriber.subscriptions)
+
+
+def test_any_thread_publisher_never_runs_a_callback_beside_the_executor(ros):
+    """The physics thread's hand-off waits for an executor callback in progress, and vice versa."""
+    node = make_node(ros, 'composed')
+    inside = threading.Event()
+    overlaps = []
+
+    def slow_timer():
+        inside.set()
+        time.sleep(0.002)
+        inside.clear()
+
+    node.create_timer(0.003, slow_timer)
+    node.create_local_subscription(Float64, '/from_thread', lambda msg: overlaps.append(inside.is_set()), STREAM_QOS)
+    publisher = node.create_local_publisher(Float64, '/from_thread', STREAM_QOS, any_thread=True)
+    wait_until(inside.is_set, 5.0, 'the timer running')
+
+    def physics():
+        for _ in range(300):
+            publisher.publish(Float64(data=0.0))
+            time.sleep(0.0005)
+
+    worker = threading.Thread(target=physics)
+    worker.start()
+    worker.join()
+    assert len(overlaps) == 300
+    assert not any(overlaps)
+    assert PROCESS_LOCK.acquire(timeout=1.0)
+    PROCESS_LOCK.release()
+
+
+def test_a_destroyed_publisher_is_not_bound_to_later_subscribers(ros):
+    gone = make_node(ros, 'gone_publisher')
+    gone.create_local_publisher(Float64, '/rebound', STREAM_QOS)
+    ros.executor.remove_node(gone)
+    gone.destroy_node()
+    live = make_node(ros, 'live_subscriber')
+    received = []
+    live.create_local_subscription(Float64, '/rebound', received.append, STREAM_QOS)
+    other = ros.publisher(Float64, '/rebound')
+    wait_until(lambda: other.get_subscription_count() > 0, 5.0, 'a DDS subscription')
+    other.publish(Float64(data=2.0))
+    wait_until(lambda: received, 5.0, 'the message through DDS')
