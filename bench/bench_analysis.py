@@ -23,7 +23,7 @@ import zstandard
 
 from exo_common import normative
 from exo_common.joints import EMG_CHANNELS, IMU_FRAMES, JOINT_NAMES
-from exo_analysis import cdr
+from exo_common import cdr
 from exo_analysis.mcap_io import MCAP_MAGIC, ros2_schema
 
 SPEED = 0.8

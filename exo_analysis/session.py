@@ -11,9 +11,9 @@ from typing import Optional
 
 import numpy as np
 
-from exo_common import normative
+from exo_common import cdr, normative
 from exo_common.joints import JOINTS_PER_LEG, LEGS
-from exo_analysis import cdr, kinematics
+from exo_analysis import kinematics
 from exo_analysis.analysis import GaitAnalysis
 from exo_analysis.mcap_io import RecordingError, SessionReader, find_recording
 from exo_analysis.metrics import PHASE_POINTS, symmetry_index

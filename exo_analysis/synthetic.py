@@ -59,7 +59,7 @@ def write_recording(path, gait: SyntheticGait, joint_rate_hz: float = 1000.0, as
     10 Hz, /diagnostics at 1 Hz with an ERROR status at each time in `faults`.
     """
     from exo_common.joints import JOINT_NAMES
-    from exo_analysis import cdr
+    from exo_common import cdr
     from exo_analysis.mcap_io import McapRecorder
     session = {'patient_id': patient_id, 'profile': 'synthetic', 'speed_mps': gait.speed_mps,
                'assistance_percent': assistance[0], 'started_utc': '2024-01-01T00:00:00+00:00',

@@ -22,6 +22,7 @@ class LoopStats:
         self.first_stamp_ns = None
         self.last_stamp_ns = None
         self.duplicates = 0
+        self.late = 0
         self.measuring = False
 
     def start(self) -> None:
@@ -37,11 +38,18 @@ class LoopStats:
             self.duplicates += 1
             return
         self._seen_stamps.add(source_stamp_ns)
-        self._latencies_ns.append(arrival_ns - source_stamp_ns)
+        latency_ns = arrival_ns - source_stamp_ns
+        self._latencies_ns.append(latency_ns)
+        if latency_ns > self.period_ns:
+            self.late += 1
         if self.first_stamp_ns is None or source_stamp_ns < self.first_stamp_ns:
             self.first_stamp_ns = source_stamp_ns
         if self.last_stamp_ns is None or source_stamp_ns > self.last_stamp_ns:
             self.last_stamp_ns = source_stamp_ns
+
+    def progress(self) -> dict:
+        """Counts so far, in constant time (the full summary sorts every latency)."""
+        return {'commands': len(self._latencies_ns), 'late': self.late}
 
     def summary(self) -> dict:
         """Figures in ms and percent; delivered counts every sample the window should have had."""

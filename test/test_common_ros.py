@@ -67,3 +67,21 @@ def test_a_destroyed_publisher_is_not_bound_to_later_subscribers(ros):
     wait_until(lambda: other.get_subscription_count() > 0, 5.0, 'a DDS subscription')
     other.publish(Float64(data=2.0))
     wait_until(lambda: received, 5.0, 'the message through DDS')
+
+
+def test_loop_stats_count_late_and_missing_commands():
+    from exo_common.loop_stats import LoopStats
+    stats = LoopStats(0.001)
+    stats.start()
+    base = 1_000_000_000
+    for k in range(10):
+        if k == 4:
+            continue                                    # a sample never answered
+        latency = 1_500_000 if k == 7 else 300_000      # one answered too late for its step
+        stats.on_command(base + k * 1_000_000, base + k * 1_000_000 + latency)
+    stats.on_command(base, base + 200_000)              # a repeat of an answered sample
+    assert stats.progress() == {'commands': 9, 'late': 1}
+    summary = stats.summary()
+    assert summary['expected_samples'] == 10 and summary['duplicates'] == 1
+    assert summary['delivered_pct'] == 80.0
+    assert summary['latency_max_ms'] == 1.5
