@@ -79,7 +79,10 @@ def bench_node(injections: int, cycles: int) -> dict:
         Parameter('engage.ramp_time', value=0.0),
         # callbacks are called by hand here, not at 1 kHz: the watchdogs are not under test
         Parameter('watchdog.joint_states_max_age', value=1.0), Parameter('watchdog.imu_max_age', value=1.0),
-        Parameter('watchdog.request_max_age', value=1.0)])
+        Parameter('watchdog.request_max_age', value=1.0),
+        # one over-speed sample must fault here: the reaction of the interlock is measured, not
+        # the persistence time that lets foot-impact spikes pass
+        Parameter('velocity.persistence', value=0.0)])
     published = []
     original_publish = node._publish
 

@@ -22,7 +22,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import DescribeParameters, GetParameters, ListParameters, SetParameters
 from sensor_msgs.msg import Imu, JointState
-from std_msgs.msg import Float64MultiArray, String
+from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -114,6 +114,12 @@ def test_walking_session_rates_parameters_and_estop(session, ros):
     value = ros.call(GetParameters, '/gait_controller/get_parameters',
                      GetParameters.Request(names=['assistance.left_percent']))
     assert value.values[0].double_value == 40.0
+    # a valid change takes effect on the topics: the therapist speeds the belt up
+    belt = ros.collect(Float64, '/hw/treadmill/speed', PROBE_QOS)
+    faster = ros.call(SetParameters, '/mujoco_sim/set_parameters', SetParameters.Request(
+        parameters=[_double('treadmill.speed_kmh', 2.5)]))
+    assert faster.results[0].successful
+    _wait_running(process, lambda: belt and belt[-1].data > 2.45 / 3.6, 60.0, 'the belt at 2.5 km/h')
 
     # e-stop during walking: actuator command goes to zero and stays there
     commands.clear()
