@@ -67,13 +67,12 @@ ANALYSIS = (
 )
 RECORDER = NodeSpec('session_recorder', 'session_recorder', 'exo_analysis.recorder',
                     'SessionRecorderNode', 'analysis', 'exo_analysis.recorder:PARAMS')
-# Scheduling of the embedded runner's processes: the 1 kHz chain first, then the emulated
-# hardware (real hardware does not wait for our software) and the IMU and EMG processing (the
-# pelvis IMU feeds the safety supervisor's watchdog: niced below the simulator, it fell 200 ms
-# behind when another program loaded the machine); analysis and recording take what is left. Measured
-# here: with all four processes at equal weight, the encoder received its samples 3 ms late
-# (p50) instead of 0.6 ms. Niceness (negative values only where permitted) is the default;
-# SCHED_FIFO priorities with --realtime-priority.
+# Scheduling of the embedded runner's processes: the 1 kHz loop first (with the simulator, or
+# the simulator next with --separate-simulator: real hardware does not wait for our software),
+# then the IMU and EMG processing (the pelvis IMU feeds the safety supervisor's watchdog: niced
+# below the simulator, it fell 200 ms behind when another program loaded the machine); analysis
+# and recording take what is left. Niceness (negative values only where permitted) in
+# lock-step; SCHED_FIFO priorities with --realtime where permitted (--[no-]realtime-priority).
 GROUP_NICENESS = {'control': -10, 'sim': -5, 'sensors': -5, 'analysis': 15}
 GROUP_PRIORITY = {'control': 40, 'sim': 30, 'sensors': 20, 'analysis': 0}
 

@@ -96,9 +96,9 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return desc
 
 
-# Every callback of an ExoNode runs holding this lock, and a LocalPublisher made with
-# any_thread=True hands its messages over holding it: nodes composed in one process never see
-# two threads at once, although the simulator publishes from its physics thread.
+# Every callback of an ExoNode runs holding this lock, and a LocalPublisher hands its messages
+# over holding it: nodes composed in one process never see two threads at once, although the
+# simulator publishes from its physics thread.
 PROCESS_LOCK = threading.RLock()
 
 
@@ -122,29 +122,21 @@ class LocalPublisher:
     (mujoco_sim -> encoder_node -> gait_controller -> safety_supervisor -> mujoco_sim, one
     process in `exo-gait sim`) the message goes to the local subscribers first, by direct call,
     and then on DDS as usual (recorders, other processes). Local subscribers must treat it as
-    read-only and not keep it.
-
-    Args:
-        any_thread: publish() may be called from a thread other than the executor's (the
-            simulator's physics thread): the local subscribers are then called holding
-            PROCESS_LOCK, as every executor callback of an ExoNode is.
+    read-only and not keep it. publish() may be called from any thread (the simulator's physics
+    thread): the local subscribers are called holding PROCESS_LOCK, as every executor callback of
+    an ExoNode is.
     """
 
-    def __init__(self, publisher, msg_type, any_thread: bool = False):
+    def __init__(self, publisher, msg_type):
         self._publisher = publisher
         self.msg_type = msg_type
         self.topic_name = publisher.topic_name
         self.qos_profile = publisher.qos_profile
         self.callbacks: list = []
-        self._any_thread = any_thread
 
     def publish(self, msg) -> None:
         if self.callbacks:
-            if self._any_thread:
-                with PROCESS_LOCK:
-                    for callback in self.callbacks:
-                        callback(msg)
-            else:
+            with PROCESS_LOCK:
                 for callback in self.callbacks:
                     callback(msg)
         self._publisher.publish(msg)
@@ -263,17 +255,10 @@ class ExoNode(Node):
     def shutdown_hook(self) -> None:
         """Called once before the node is destroyed (e.g. publish a safe command)."""
 
-    def create_local_publisher(self, msg_type, topic: str, qos, any_thread: bool = False,
-                               **kwargs) -> LocalPublisher:
-        """A publisher whose subscribers in this process get messages by direct call.
-
-        Args:
-            any_thread: publish() may be called from a thread other than the executor's (see
-                LocalPublisher).
-            kwargs: passed on to create_publisher.
-        """
-        publisher = self.create_publisher(msg_type, topic, qos, **kwargs)
-        local = LocalPublisher(publisher, msg_type, any_thread)
+    def create_local_publisher(self, msg_type, topic: str, qos, **kwargs) -> LocalPublisher:
+        """A publisher whose subscribers in this process get messages by direct call (kwargs go
+        to create_publisher)."""
+        local = LocalPublisher(self.create_publisher(msg_type, topic, qos, **kwargs), msg_type)
         if intra_process_enabled():
             key = (id(self.context), local.topic_name)
             _LOCAL_PUBLISHERS[key] = local

@@ -81,7 +81,7 @@ class HipCrossingPhase:
         self._high = -math.inf
 
     def set_nominal_rate(self, rate_hz: float) -> None:
-        """A new cadence implied by the belt: the estimated rate scales with it at once.
+        """A new cadence implied by the belt: the estimated rate shifts with it at once.
 
         Crossings only correct the rate once the hip moves; when the belt starts from standstill
         the cadence it sets must carry over immediately, or the reference would hold a standing

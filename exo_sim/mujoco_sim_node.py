@@ -4,7 +4,10 @@ Publishes /hw/joint_states (control_rate_hz), /hw/imu/<frame> (imu.rate_hz), /hw
 batches), /hw/treadmill/speed (10 Hz), /clock (every step in lock-step, 100 Hz in real time),
 ~/truth/{patient_torque, phase, heel_strike} and /diagnostics; subscribes
 /effort_controller/commands and /safety_supervisor/state. The physics runs in its own thread
-and publishes from there; the executor handles commands and parameters.
+and publishes from there; the executor handles commands and parameters. Composed with the
+control loop (the embedded runner's default), each encoder sample runs the encoder node, the
+controller and the supervisor by direct call in the physics thread, holding the process lock
+(exo_common.ros.PROCESS_LOCK), and their command comes back the same way.
 
 Pacing: see MujocoSimNode._run.
 """
@@ -37,6 +40,7 @@ VIEWER_PERIOD_S = 1.0 / 30.0
 # Device messages (IMU, EMG, treadmill, truth) are built and published in what is left of a
 # physics step's time after the control loop answered, or regardless once this many wait.
 OUTBOX_BUDGET_S = 0.0006
+LOCKSTEP_IMU_PERIODS = 3  # lock-step: how far the processed pelvis IMU may trail the simulation
 OUTBOX_MAX_BACKLOG = 20
 MAX_LAG_S = 0.005  # realtime: further behind than this, the schedule slips (stamps stay current, as a real device's would)
 
@@ -77,8 +81,8 @@ class MujocoSimNode(ExoNode):
         self._control_steps = max(1, round(1.0 / (params['control_rate_hz'] * params['timestep_s'])))
         self._sim_time_clock = self._lockstep
         # published from the physics thread; in-process subscribers (the encoder node, when the
-        # runner composes the loop into one process) are served in the executor's thread
-        self._joint_pub = self.create_local_publisher(JointState, '/hw/joint_states', STREAM_QOS, any_thread=True)
+        # runner composes the loop into one process) are called there, holding the process lock
+        self._joint_pub = self.create_local_publisher(JointState, '/hw/joint_states', STREAM_QOS)
         self._imu_pubs = {f: self.create_publisher(Imu, f'/hw/imu/{f}', STREAM_QOS) for f in IMU_FRAMES}
         self._emg_pub = self.create_publisher(JointTrajectory, '/hw/emg', STREAM_QOS)
         self._speed_pub = self.create_publisher(Float64, '/hw/treadmill/speed', STREAM_QOS)
@@ -91,6 +95,11 @@ class MujocoSimNode(ExoNode):
         self._command_count = 0
         self._command_arrived = threading.Condition()
         self.create_local_subscription(Float64MultiArray, '/effort_controller/commands', self._on_command, STREAM_QOS)
+        self._pelvis_seen_ns = None   # stamp of the newest processed pelvis IMU sample (lock-step)
+        self._imu_period_s = 1.0 / self.sim.options.imu_rate_hz
+        self._imu_steps = max(1, round(self._imu_period_s / params['timestep_s']))
+        if self._lockstep:
+            self.create_subscription(Imu, '/imu/pelvis_imu', self._on_pelvis_imu, STREAM_QOS)
 
         self._imu_msgs = {}
         self._outbox: collections.deque = collections.deque()
@@ -163,9 +172,14 @@ class MujocoSimNode(ExoNode):
             self.get_logger().info('treadmill and patient start walking')
             self.sim.set_walking(True)
 
+    def _on_pelvis_imu(self, msg: Imu) -> None:
+        with self._command_arrived:
+            self._pelvis_seen_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            self._command_arrived.notify()
+
     def _on_command(self, msg: Float64MultiArray) -> None:
         with self._command_arrived:
-            self._latest_command = (msg.data, self.sim.time)
+            self._latest_command = (list(msg.data), self.sim.time)  # a local message is not ours to keep
             self._command_count += 1
             self._command_arrived.notify()
 
@@ -220,7 +234,8 @@ class MujocoSimNode(ExoNode):
         that is late misses its step, and a loop that falls behind slips by whole steps (as a
         real device's clock keeps running).
         lockstep: after each control sample, wait (up to lockstep.wait_s) for the command
-        answering it, so every command reaches its physics step; time is simulated time
+        answering it, so every command reaches its physics step, and at each IMU sample for the
+        processed pelvis IMU of a few samples before (once that stream exists); time is simulated time
         (/clock every step, nodes on use_sim_time), never faster than max_real_time_factor
         (0 = as fast as the loop answers). A slow computer makes the session slower, never
         different.
@@ -271,6 +286,15 @@ class MujocoSimNode(ExoNode):
                         lambda: self._command_count != seen_commands or self._stop.is_set(),
                         timeout=self.params['lockstep.wait_s'])
                     seen_commands = self._command_count
+            if self._lockstep and self._pelvis_seen_ns is not None and sim.steps % self._imu_steps == 0:
+                # The pelvis IMU feeds the supervisor's watchdog through the IMU node, another
+                # process: on simulated time it is lock-stepped too, at most LOCKSTEP_IMU_PERIODS
+                # behind (a busy machine - a probe, a plot - must not make it look stale).
+                due = self._origin_ns + int(round((sim.time - LOCKSTEP_IMU_PERIODS * self._imu_period_s) * 1e9))
+                with self._command_arrived:
+                    self._command_arrived.wait_for(
+                        lambda: self._pelvis_seen_ns >= due or self._stop.is_set(),
+                        timeout=self.params['lockstep.wait_s'])
 
     def _stamp(self, sim_seconds: float) -> TimeMsg:
         nanoseconds = self._origin_ns + int(round(sim_seconds * 1e9))

@@ -25,7 +25,7 @@ def test_subscriber_made_before_the_local_publisher_is_taken_over_once(ros):
     assert all(s.topic_name != '/handoff' for s in subscriber.subscriptions)
 
 
-def test_any_thread_publisher_never_runs_a_callback_beside_the_executor(ros):
+def test_publishing_from_another_thread_never_runs_a_callback_beside_the_executor(ros):
     """The physics thread's hand-off waits for an executor callback in progress, and vice versa."""
     node = make_node(ros, 'composed')
     inside = threading.Event()
@@ -38,7 +38,7 @@ def test_any_thread_publisher_never_runs_a_callback_beside_the_executor(ros):
 
     node.create_timer(0.003, slow_timer)
     node.create_local_subscription(Float64, '/from_thread', lambda msg: overlaps.append(inside.is_set()), STREAM_QOS)
-    publisher = node.create_local_publisher(Float64, '/from_thread', STREAM_QOS, any_thread=True)
+    publisher = node.create_local_publisher(Float64, '/from_thread', STREAM_QOS)
     wait_until(inside.is_set, 5.0, 'the timer running')
 
     def physics():
