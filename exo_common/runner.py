@@ -261,10 +261,13 @@ def sim_main(argv=None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
 
+    if options.mode == 'transparent':
+        assistance = 'no assistance (gravity and friction compensation only)'
+    else:
+        assistance = (f'assistance <= {options.assistance} % '
+                      f'({"assist-as-needed" if options.aan else "fixed"})')
     print(f'exo-gait sim: patient {options.patient}, {options.speed} km/h, BWS {options.bws} %, '
-          f'{options.mode} mode, assistance <= {options.assistance} % '
-          f'({"assist-as-needed" if options.aan else "fixed"}), '
-          f'{options.duration:.0f} s -> {plan.output}', flush=True)
+          f'{options.mode} mode, {assistance}, {options.duration:.0f} s -> {plan.output}', flush=True)
     processes = start_groups(plan, params_files, plan.output / 'logs')
     monitor = SessionMonitor(use_sim_time=options.lockstep)
     outcome = EXIT_CLEAN
