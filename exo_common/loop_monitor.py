@@ -2,8 +2,8 @@
 
 Runs in the hardware's process (the embedded runner puts it next to mujoco_sim), listens to
 /safety_supervisor/command_stamped and /safety_supervisor/state, and measures while the
-supervisor is ENABLED. Writes its figures as JSON to `output` when it stops and publishes them on
-/diagnostics once a second.
+supervisor is ENABLED. Writes its figures as JSON to `output` when it stops; publishes the counts
+so far (commands, late) on /diagnostics once a second.
 """
 import json
 import time

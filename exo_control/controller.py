@@ -280,9 +280,7 @@ class GaitController:
                 return f'EMG {name}: activation {value} outside 0..2 (fraction of MVC)'
         self._emg_stamp = stamp
         self._emg_activations = list(activations)
-        efforts = self.emg_yield.efforts(self._emg_activations, self.phases)
-        max_yield = self.emg_yield.max_yield
-        self._emg_target = [1.0 - max_yield * min(1.0, effort) for effort in efforts]
+        self._emg_target = self.emg_yield.factors(self._emg_activations, self.phases)
         self._emg_voluntary = self.emg_yield.active(self._emg_activations, self.phases)
         return None
 

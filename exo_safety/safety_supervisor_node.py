@@ -94,9 +94,7 @@ class SafetySupervisorNode(ExoNode):
         """The watchdogs' time base: the steady clock, or simulated time under use_sim_time
         (in a lock-step simulation the supervised hardware's own clock is the simulated one;
         stalls of the simulation are not stalls of the hardware)."""
-        if self._sim_time:
-            return self._clock.now().nanoseconds * 1e-9
-        return time.monotonic()
+        return self._ros_now() if self._sim_time else time.monotonic()
 
     def _ros_now(self) -> float:
         return self._clock.now().nanoseconds * 1e-9

@@ -40,8 +40,8 @@ VIEWER_PERIOD_S = 1.0 / 30.0
 # Device messages (IMU, EMG, treadmill, truth) are built and published in what is left of a
 # physics step's time after the control loop answered, or regardless once this many wait.
 OUTBOX_BUDGET_S = 0.0006
-LOCKSTEP_IMU_PERIODS = 3  # lock-step: how far the processed pelvis IMU may trail the simulation
 OUTBOX_MAX_BACKLOG = 20
+LOCKSTEP_IMU_PERIODS = 3  # lock-step: how far the processed pelvis IMU may trail the simulation
 MAX_LAG_S = 0.005  # realtime: further behind than this, the schedule slips (stamps stay current, as a real device's would)
 
 PARAMETERS = [
@@ -74,12 +74,11 @@ class MujocoSimNode(ExoNode):
         self._origin_ns = time.time_ns()
         self.sim = ExoSimulation(**simulation_kwargs(params, time_origin=0.0))
         self._lockstep = params['pacing'] == 'lockstep'
-        # On simulated time (lock-step without a real-time cap) nodes run on /clock, so it ticks
-        # every step; on the wall clock nobody needs it at the physics rate (each message costs
-        # every node of the stack), 100 Hz serves a use_sim_time viewer.
+        # On simulated time (lock-step) nodes run on /clock, so it ticks every step; on the wall
+        # clock nobody needs it at the physics rate (each message costs every node of the stack),
+        # 100 Hz serves a use_sim_time viewer.
         self._realtime_clock_steps = max(1, round(REALTIME_CLOCK_PERIOD_S / params['timestep_s']))
         self._control_steps = max(1, round(1.0 / (params['control_rate_hz'] * params['timestep_s'])))
-        self._sim_time_clock = self._lockstep
         # published from the physics thread; in-process subscribers (the encoder node, when the
         # runner composes the loop into one process) are called there, holding the process lock
         self._joint_pub = self.create_local_publisher(JointState, '/hw/joint_states', STREAM_QOS)
@@ -96,8 +95,6 @@ class MujocoSimNode(ExoNode):
         self._command_arrived = threading.Condition()
         self.create_local_subscription(Float64MultiArray, '/effort_controller/commands', self._on_command, STREAM_QOS)
         self._pelvis_seen_ns = None   # stamp of the newest processed pelvis IMU sample (lock-step)
-        self._imu_period_s = 1.0 / self.sim.options.imu_rate_hz
-        self._imu_steps = max(1, round(self._imu_period_s / params['timestep_s']))
         if self._lockstep:
             self.create_subscription(Imu, '/imu/pelvis_imu', self._on_pelvis_imu, STREAM_QOS)
 
@@ -286,11 +283,12 @@ class MujocoSimNode(ExoNode):
                         lambda: self._command_count != seen_commands or self._stop.is_set(),
                         timeout=self.params['lockstep.wait_s'])
                     seen_commands = self._command_count
-            if self._lockstep and self._pelvis_seen_ns is not None and sim.steps % self._imu_steps == 0:
+            if self._lockstep and self._pelvis_seen_ns is not None and sim.steps % sim.imu_period_steps == 0:
                 # The pelvis IMU feeds the supervisor's watchdog through the IMU node, another
                 # process: on simulated time it is lock-stepped too, at most LOCKSTEP_IMU_PERIODS
                 # behind (a busy machine - a probe, a plot - must not make it look stale).
-                due = self._origin_ns + int(round((sim.time - LOCKSTEP_IMU_PERIODS * self._imu_period_s) * 1e9))
+                lag_s = LOCKSTEP_IMU_PERIODS * sim.imu_period_steps * sim.dt
+                due = self._origin_ns + int(round((sim.time - lag_s) * 1e9))
                 with self._command_arrived:
                     self._command_arrived.wait_for(
                         lambda: self._pelvis_seen_ns >= due or self._stop.is_set(),
@@ -303,7 +301,7 @@ class MujocoSimNode(ExoNode):
     def _publish_step(self) -> None:
         sim = self.sim
         stamp = self._stamp(sim.time)
-        if self._sim_time_clock or sim.steps % self._realtime_clock_steps == 0:
+        if self._lockstep or sim.steps % self._realtime_clock_steps == 0:
             self._clock_pub.publish(Clock(clock=stamp))
         if sim.steps % self._control_steps == 0:
             sample = sim.encoders()

@@ -160,7 +160,7 @@ class ExoSimulation:
         self._encoder_rng, imu_rng, emg_rng = (np.random.default_rng(s) for s in seeds)
         self.encoder_resolution = devices.encoder_resolution(opts.encoder_bits)
         self._imu = devices.ImuArray(len(IMU_FRAMES), opts.imu_rate_hz, opts.imu, imu_rng)
-        self._imu_period = max(1, round(1.0 / (opts.imu_rate_hz * self.dt)))
+        self.imu_period_steps = max(1, round(1.0 / (opts.imu_rate_hz * self.dt)))
         self._imu_queue: list[ImuSample] = []
         self._emg = devices.EmgSynth(len(EMG_CHANNELS), opts.emg, emg_rng)
         self.emg_fs = opts.emg.fs_hz
@@ -285,7 +285,7 @@ class ExoSimulation:
     def sample_devices(self) -> None:
         """The IMU samples and EMG batch due at this step (step() does it; a real-time loop
         calls advance(), sends the encoder sample on, then this, off the control path)."""
-        if self.steps % self._imu_period == 0:
+        if self.steps % self.imu_period_steps == 0:
             self._sample_imus()
         if self.steps % self._emg_period == 0:
             self._emg_batch()
