@@ -211,6 +211,18 @@ def periodic_spline(curves: np.ndarray) -> CubicSpline:
     return CubicSpline(phase_grid(), closed, axis=-1, bc_type='periodic')
 
 
+@functools.lru_cache(maxsize=None)
+def _group_device_splines(group: int) -> tuple[CubicSpline, CubicSpline]:
+    """Periodic splines of one speed group's upright-pelvis mean curves and SD (rad)."""
+    weights = np.zeros(len(SPEED_GROUPS))
+    weights[group] = 1.0
+    entry = table()['speeds'][SPEED_GROUPS[group]]
+    mean = np.radians([entry['angle_mean_deg'][joint] for joint in JOINTS_PER_LEG])
+    sd = np.radians([entry['angle_sd_deg'][joint] for joint in JOINTS_PER_LEG])
+    mean[0] -= np.radians(entry['pelvic_tilt_mean_deg'])
+    return periodic_spline(mean), periodic_spline(sd)
+
+
 def device_curves(speed_mps: float, height_m: float = 1.75,
                   clearance: SwingClearance = DEVICE_CLEARANCE,
                   phase=None, alignment: HeelStrikeAlignment = DEVICE_ALIGNMENT) -> tuple[np.ndarray, np.ndarray]:
@@ -231,20 +243,51 @@ def device_curves(speed_mps: float, height_m: float = 1.75,
     Returns:
         (mean, sd), each (3, len(phase)), rad, rows hip/knee/ankle.
     """
-    mean, sd = joint_curves(speed_mps, height_m)
-    tilt, _ = pelvic_tilt(speed_mps, height_m)
-    upright = np.array(mean)
-    upright[0] -= tilt
     if phase is None:
+        mean, sd = joint_curves(speed_mps, height_m)
+        tilt, _ = pelvic_tilt(speed_mps, height_m)
+        upright = np.array(mean)
+        upright[0] -= tilt
         phase = phase_grid()
     else:
+        # The data mix linearly between speed groups and a spline is linear in its data: mixing
+        # each group's (cached) spline gives the same curves without building splines per call.
         phase = np.asarray(phase, dtype=float)
-        upright = periodic_spline(upright)(np.mod(phase, 1.0))
-        sd = periodic_spline(sd)(np.mod(phase, 1.0))
+        wrapped = np.mod(phase, 1.0)
+        weights = speed_group_weights(speed_mps, height_m)
+        upright = np.zeros((len(JOINTS_PER_LEG), len(phase)))
+        sd = np.zeros_like(upright)
+        for group, weight in enumerate(weights):
+            if weight:
+                mean_spline, sd_spline = _group_device_splines(group)
+                upright += weight * mean_spline(wrapped)
+                sd += weight * sd_spline(wrapped)
+    return _with_device_adjustments(upright, phase, clearance, alignment), np.array(sd)
+
+
+def _with_device_adjustments(upright: np.ndarray, phase: np.ndarray, clearance: SwingClearance,
+                             alignment: HeelStrikeAlignment) -> np.ndarray:
     upright[1] += math.radians(clearance.knee_deg) * sin2_window(phase, *SwingClearance.KNEE_WINDOW)
     upright[2] += math.radians(clearance.ankle_deg) * sin2_window(phase, *SwingClearance.ANKLE_WINDOW)
     upright[2] += alignment.offset(phase)
-    return upright, np.array(sd)
+    return upright
+
+
+def speed_group_weights(speed_mps: float, height_m: float = 1.75) -> np.ndarray:
+    """How the pattern at a walking speed mixes the data's speed groups (SPEED_GROUPS order;
+    at most two non-zero, summing to 1). Every curve here is linear in these weights, so a
+    caller that needs curves at many speeds can mix per-group curves (group_device_curves)."""
+    return _group_weights(round(float(speed_mps), 4), round(float(height_m), 4))
+
+
+def group_device_curves(group: int, phase, clearance: SwingClearance = DEVICE_CLEARANCE,
+                        alignment: HeelStrikeAlignment = DEVICE_ALIGNMENT) -> tuple[np.ndarray, np.ndarray]:
+    """device_curves() of one speed group (index into SPEED_GROUPS) at phases (cycles): mixed
+    with speed_group_weights() they give device_curves() at any speed."""
+    phase = np.asarray(phase, dtype=float)
+    wrapped = np.mod(phase, 1.0)
+    mean_spline, sd_spline = _group_device_splines(group)
+    return _with_device_adjustments(mean_spline(wrapped), phase, clearance, alignment), sd_spline(wrapped)
 
 
 def cadence_steps_per_min(speed_mps: float, height_m: float = 1.75) -> float:

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import math
 import os
 import pathlib
 import signal
@@ -48,6 +49,16 @@ SIMULATION_TIMING_S = {
     ('gait_controller', 'input.max_future_s'): 0.2,
 }
 MAIN_JOB_DURATION_S = 60.0
+
+
+MAX_PHYSICS_TIMESTEP_S = 0.001
+
+
+def physics_timestep(control_rate_hz: float) -> float:
+    """The physics step for a control rate: its period divided by the smallest whole number
+    that makes it at most MAX_PHYSICS_TIMESTEP_S (1 kHz and slower: 1 ms; 1.5 kHz: 0.67 ms)."""
+    period = 1.0 / control_rate_hz
+    return period / math.ceil(period / MAX_PHYSICS_TIMESTEP_S - 1e-9)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--config-dir', type=pathlib.Path, default=None,
                         help='read node config files from this folder instead of config/')
     parser.add_argument('--control-rate', type=float, default=None, metavar='HZ',
-                        help='closed-loop rate: physics step and encoder rate (default: config, 1000)')
+                        help='closed-loop rate: encoder samples and commands; the physics step is the '
+                             'period divided by the smallest whole number that makes it at most 1 ms '
+                             '(default: config, 1000)')
     parser.add_argument('--strict-timing', action='store_true',
                         help='keep the configured watchdog and staleness limits (10 ms at 1 kHz); '
                              'by default a simulated session widens them to SIMULATION_TIMING_S '
@@ -157,6 +170,7 @@ class SessionPlan:
         if rate:
             if node_name == 'mujoco_sim':
                 extra['control_rate_hz'] = rate
+                extra['timestep_s'] = physics_timestep(rate)
             if node_name == 'safety_supervisor':  # the same number of control periods as at 1 kHz
                 extra['watchdog.joint_states_max_age'] = 10.0 / rate
                 extra['watchdog.request_max_age'] = 10.0 / rate

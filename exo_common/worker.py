@@ -13,7 +13,7 @@ import sys
 
 from exo_common.ros import run_nodes
 
-SWITCH_INTERVAL_S = 0.0002
+SWITCH_INTERVAL_S = 0.005
 
 
 def factories(entries: list) -> list:
@@ -48,8 +48,10 @@ def use_realtime_priority(priority: int) -> None:
 
 
 def main() -> None:
-    # A CPU-bound thread (the simulator's physics loop) keeps the GIL for up to the switch
-    # interval (5 ms by default) while a message callback waits: far too long for a 1 kHz loop.
+    # The simulator's physics thread holds the process lock through each step, so a callback
+    # that took the GIL from it mid-step would wait for the lock next. A short interval (0.2 ms,
+    # used while callbacks could run mid-step) measured no better since: 99.2 % against 99.5 %
+    # of 1 kHz commands in time, one 30 s run each. Python's default, stated.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     if os.environ.get('EXO_GAIT_GC', '1') == '0':
         gc.disable()

@@ -14,7 +14,8 @@ Scaling (what a therapist adjusts on a Lokomat-style device):
   faded in and out with a sin^2 window over swing so stance is unchanged and the curve stays
   continuous at toe-off and heel strike.
 """
-from typing import Optional, Sequence
+import functools
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -36,16 +37,44 @@ def smoothstep(x: float) -> float:
 
 def build_curves(speed_mps: float, step_length_scale: float, step_height_scale: float,
                  height_m: float, size: int = TABLE_SIZE) -> np.ndarray:
-    """Scaled one-leg curves, shape (3, size + 1), rad, rows hip/knee/ankle, phase k / size."""
+    """Scaled one-leg curves, shape (3, size + 1), rad, rows hip/knee/ankle, phase k / size.
+
+    The scaling is affine and the curves linear in the speed-group weights, so the curves are
+    mixed from cached per-group ones (a belt ramp asks for a new speed ten times a second).
+    """
+    mixed = np.zeros((len(JOINTS_PER_LEG), size + 1))
+    for group, weight in enumerate(normative.speed_group_weights(speed_mps, height_m)):
+        if weight:
+            mixed += weight * _group_curves(group, float(step_length_scale), float(step_height_scale), size)
+    return mixed
+
+
+@functools.lru_cache(maxsize=64)
+def _group_curves(group: int, step_length_scale: float, step_height_scale: float, size: int) -> np.ndarray:
     phase = np.linspace(0.0, 1.0, size + 1)
     # Spline-interpolated (continuous velocity: linear interpolation of the 2 %-grid data
     # would step the reference velocity, and the damping torque, every 2 %).
-    curves, _ = normative.device_curves(speed_mps, height_m, phase=phase)
+    curves, _ = normative.group_device_curves(group, phase)
     hip_mean = float(np.mean(curves[HIP, :-1]))
     curves[HIP] = hip_mean + step_length_scale * (curves[HIP] - hip_mean)
     curves[KNEE] = curves[KNEE] * (1.0 + (step_height_scale - 1.0)
                                    * normative.sin2_window(phase, normative.stance_fraction(), 1.0))
+    curves.setflags(write=False)
     return curves
+
+
+class _Table(NamedTuple):
+    """One parameter set's curves: arrays for whole-table math, nested lists for the per-step
+    interpolation (indexing a list is several times faster than indexing an array)."""
+    position: np.ndarray  # (3, TABLE_SIZE + 1) rad
+    slope: np.ndarray     # d angle / d phase, rad per cycle
+    rate: float           # strides per second
+    position_rows: list
+    slope_rows: list
+
+    @classmethod
+    def of(cls, position: np.ndarray, slope: np.ndarray, rate: float) -> '_Table':
+        return cls(position, slope, rate, position.tolist(), slope.tolist())
 
 
 class GaitReference:
@@ -67,17 +96,17 @@ class GaitReference:
         self._lower = list(lower) if lower is not None else None
         self._upper = list(upper) if upper is not None else None
         self.settings = (speed_mps, step_length_scale, step_height_scale)
-        self._new, self._new_rate = self._tables(*self.settings)
-        self._old, self._old_rate = self._new, self._new_rate
+        self._new = self._table(*self.settings)
+        self._old = self._new
         self._blend = 1.0
 
-    def _tables(self, speed_mps, step_length_scale, step_height_scale):
+    def _table(self, speed_mps, step_length_scale, step_height_scale) -> _Table:
         curves = build_curves(speed_mps, step_length_scale, step_height_scale, self.height_m)
         if self._lower is not None:
             curves = np.clip(curves, np.asarray(self._lower)[:, None], np.asarray(self._upper)[:, None])
         rate = 1.0 / normative.stride_time_s(speed_mps, self.height_m)
         slopes = np.gradient(curves, 1.0 / (curves.shape[1] - 1), axis=1)
-        return ([row.tolist() for row in curves], [row.tolist() for row in slopes]), rate
+        return _Table.of(curves, slopes, rate)
 
     def set_target(self, speed_mps: Optional[float] = None, step_length_scale: Optional[float] = None,
                    step_height_scale: Optional[float] = None) -> None:
@@ -89,18 +118,17 @@ class GaitReference:
         if self._blend < 1.0:
             self._freeze_blend()
         self.settings = target
-        self._old, self._old_rate = self._new, self._new_rate
-        self._new, self._new_rate = self._tables(*target)
+        self._old = self._new
+        self._new = self._table(*target)
         self._blend = 0.0 if self.blend_time_s > 0.0 else 1.0
 
     def _freeze_blend(self) -> None:
         """Make the current mix the new starting table (a change arrived mid-fade)."""
         w = smoothstep(self._blend)
-        mixed = tuple([[a + w * (b - a) for a, b in zip(old_row, new_row)]
-                       for old_row, new_row in zip(old_part, new_part)]
-                      for old_part, new_part in zip(self._old, self._new))
-        self._new = mixed
-        self._new_rate = self._old_rate + w * (self._new_rate - self._old_rate)
+        old, new = self._old, self._new
+        self._new = _Table.of(old.position + w * (new.position - old.position),
+                              old.slope + w * (new.slope - old.slope),
+                              old.rate + w * (new.rate - old.rate))
 
     def advance(self, dt: float) -> None:
         if self._blend < 1.0:
@@ -114,7 +142,7 @@ class GaitReference:
     def stride_rate(self) -> float:
         """Strides per second the reference implies now (faded like the curves)."""
         w = smoothstep(self._blend)
-        return self._old_rate + w * (self._new_rate - self._old_rate)
+        return self._old.rate + w * (self._new.rate - self._old.rate)
 
     def sample_leg(self, phase: float, out_pos: list, out_slope: list, offset: int = 0) -> None:
         """Write hip, knee, ankle angle (rad) and d angle / d phase (rad per cycle) of one leg.
@@ -128,7 +156,7 @@ class GaitReference:
         if i >= TABLE_SIZE:
             i = TABLE_SIZE - 1
         f = x - i
-        pos, slope = self._new
+        pos, slope = self._new.position_rows, self._new.slope_rows
         for j in range(3):
             row = pos[j]
             out_pos[offset + j] = row[i] + f * (row[i + 1] - row[i])
@@ -136,7 +164,7 @@ class GaitReference:
             out_slope[offset + j] = row[i] + f * (row[i + 1] - row[i])
         if self._blend < 1.0:
             w = smoothstep(self._blend)
-            old_pos, old_slope = self._old
+            old_pos, old_slope = self._old.position_rows, self._old.slope_rows
             for j in range(3):
                 row = old_pos[j]
                 old = row[i] + f * (row[i + 1] - row[i])
@@ -147,12 +175,12 @@ class GaitReference:
 
     def slope_power(self) -> float:
         """Cycle mean of (d hip / d phase)^2 + (d knee / d phase)^2 of the target pattern (rad^2)."""
-        _, slope = self._new
-        return float(np.mean(np.square(slope[HIP][:-1])) + np.mean(np.square(slope[KNEE][:-1])))
+        slope = self._new.slope
+        return float(np.mean(np.square(slope[HIP, :-1])) + np.mean(np.square(slope[KNEE, :-1])))
 
     def hip_curve(self) -> np.ndarray:
         """The current target hip curve (size + 1 samples), for phase-estimator calibration."""
-        return np.asarray(self._new[0][HIP])
+        return self._new.position[HIP]
 
     def best_phase(self, posture: Sequence[float], other_leg_lag: float = 0.5, samples: int = 100) -> float:
         """The left-leg phase whose two-leg reference posture is closest to a measured one.
@@ -161,8 +189,7 @@ class GaitReference:
             posture: six joint angles in JOINT_NAMES order.
             other_leg_lag: phase of the right leg behind the left (0.5 in walking).
         """
-        pos, _ = self._new
-        table = np.asarray(pos)
+        table = self._new.position
         grid = np.arange(samples) / samples
         idx_left = (grid * TABLE_SIZE).astype(int)
         idx_right = (((grid - other_leg_lag) % 1.0) * TABLE_SIZE).astype(int)

@@ -120,6 +120,9 @@ class EmgSpec:
     artefact_band_hz: float = 15.0
 
 
+NOISE_BLOCK_SAMPLES = 400
+
+
 class EmgSynth:
     """Raw EMG of several channels from muscle activations, one batch at a time.
 
@@ -140,9 +143,29 @@ class EmgSynth:
         self._artefact_sos = signal.butter(2, spec.artefact_band_hz, fs=spec.fs_hz, output='sos')
         self._artefact_state = np.zeros((self._artefact_sos.shape[0], 2, channels))
         self._hum_phase = rng.uniform(0.0, 2.0 * math.pi, channels)
+        self._carrier_ahead = np.empty((0, channels))
+        self._noise_ahead = np.empty((0, channels))
+        self._drawn = 0
         self._last_activation = np.zeros(channels)
         self._last_artefact = np.zeros(channels)
         self.sample_index = 0
+
+    def prepare(self, count: int) -> None:
+        """Draw and band-pass filter at least `count` samples of carrier and sensor noise ahead
+        of need, in blocks of NOISE_BLOCK_SAMPLES: filtering is cheap per sample and costly per
+        call, so a real-time caller does this in its spare time and generate() stays short."""
+        if len(self._carrier_ahead) >= count:
+            return
+        spec = self.spec
+        block = max(NOISE_BLOCK_SAMPLES, count)
+        white = self.rng.standard_normal((2, block, self.channels))
+        carrier, self._carrier_state = signal.sosfilt(
+            self._carrier_sos, white[0], axis=0, zi=self._carrier_state)
+        t = (self._drawn + np.arange(block))[:, None] / spec.fs_hz
+        self._drawn += block
+        hum = spec.hum_mv * np.sin(2.0 * math.pi * spec.mains_hz * t + self._hum_phase)
+        self._carrier_ahead = np.concatenate((self._carrier_ahead, carrier))
+        self._noise_ahead = np.concatenate((self._noise_ahead, spec.noise_mv * white[1] + hum))
 
     def generate(self, count: int, activation: np.ndarray, artefact_drive: np.ndarray) -> np.ndarray:
         """The next `count` samples (count, channels) in mV.
@@ -158,13 +181,11 @@ class EmgSynth:
         self._last_activation = activation.copy()
         self._last_artefact = artefact_drive.copy()
 
-        white = self.rng.standard_normal((2, count, self.channels))
-        carrier, self._carrier_state = signal.sosfilt(
-            self._carrier_sos, white[0], axis=0, zi=self._carrier_state)
+        self.prepare(count)
+        carrier, self._carrier_ahead = self._carrier_ahead[:count], self._carrier_ahead[count:]
+        noise, self._noise_ahead = self._noise_ahead[:count], self._noise_ahead[count:]  # sensor noise + hum
         artefact, self._artefact_state = signal.sosfilt(
             self._artefact_sos, drive, axis=0, zi=self._artefact_state)
-        t = (self.sample_index + np.arange(count))[:, None] / spec.fs_hz
-        hum = spec.hum_mv * np.sin(2.0 * math.pi * spec.mains_hz * t + self._hum_phase)
         self.sample_index += count
         return (spec.mvc_amplitude_mv * self._carrier_gain * amplitude * carrier
-                + spec.noise_mv * white[1] + hum + spec.artefact_mv_per_ms2 * artefact)
+                + noise + spec.artefact_mv_per_ms2 * artefact)

@@ -4,10 +4,11 @@ Publishes /hw/joint_states (control_rate_hz), /hw/imu/<frame> (imu.rate_hz), /hw
 batches), /hw/treadmill/speed (10 Hz), /clock (every step in lock-step, 100 Hz in real time),
 ~/truth/{patient_torque, phase, heel_strike} and /diagnostics; subscribes
 /effort_controller/commands and /safety_supervisor/state. The physics runs in its own thread
-and publishes from there; the executor handles commands and parameters. Composed with the
-control loop (the embedded runner's default), each encoder sample runs the encoder node, the
-controller and the supervisor by direct call in the physics thread, holding the process lock
-(exo_common.ros.PROCESS_LOCK), and their command comes back the same way.
+and publishes from there, holding the process lock (exo_common.ros.PROCESS_LOCK) through each
+step, so the executor's callbacks (commands, parameters, other nodes' timers) run between
+steps, never inside one. Composed with the control loop (the embedded runner's default), each
+encoder sample runs the encoder node, the controller and the supervisor by direct call in the
+physics thread, and their command comes back the same way.
 
 Pacing: see MujocoSimNode._run.
 """
@@ -18,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from typing import Optional
 
 from builtin_interfaces.msg import Time as TimeMsg
 from rosgraph_msgs.msg import Clock
@@ -29,18 +31,20 @@ from exo_common.cdr import JointTrajectoryEncoder
 from exo_common.diagnostics import Level, Report
 from exo_common.joints import EMG_CHANNELS, IMU_FRAMES, JOINT_NAMES, LEGS
 from exo_common.params import ParamSpec
-from exo_common.ros import LATCHED_QOS, STREAM_QOS, ExoNode, node_main
+from exo_common.ros import LATCHED_QOS, PROCESS_LOCK, STREAM_QOS, ExoNode, node_main
 from exo_sim.settings import NODE_NAME, PARAM_SPECS, simulation_kwargs
 from exo_sim.simulation import ExoSimulation
+from exo_sim.spare_time import SpareTimeWork
 
 TREADMILL_RATE_HZ = 10.0
 DIAGNOSTICS_PERIOD_S = 1.0
 REALTIME_CLOCK_PERIOD_S = 0.01
 VIEWER_PERIOD_S = 1.0 / 30.0
-# Device messages (IMU, EMG, treadmill, truth) are built and published in what is left of a
-# physics step's time after the control loop answered, or regardless once this many wait.
-OUTBOX_BUDGET_S = 0.0006
-OUTBOX_MAX_BACKLOG = 20
+# Device work (EMG generation; IMU, EMG, treadmill, truth and status messages) is done in what
+# is left of a control period after the loop answered, ending this long before the next sample
+# is due: the physics step up to that sample comes first.
+PHYSICS_RESERVE_S = 0.0003
+SPARE_TIME_UNPACED_S = 0.0006  # as fast as possible (no schedule): spare time after a step's start
 LOCKSTEP_IMU_PERIODS = 3  # lock-step: how far the processed pelvis IMU may trail the simulation
 MAX_LAG_S = 0.005  # realtime: further behind than this, the schedule slips (stamps stay current, as a real device's would)
 
@@ -99,7 +103,8 @@ class MujocoSimNode(ExoNode):
             self.create_subscription(Imu, '/imu/pelvis_imu', self._on_pelvis_imu, STREAM_QOS)
 
         self._imu_msgs = {}
-        self._outbox: collections.deque = collections.deque()
+        self._device_work = SpareTimeWork()
+        self._emg_batches: collections.deque = collections.deque()
         self._step_started = 0.0
         for frame in IMU_FRAMES:
             msg = Imu()
@@ -180,6 +185,13 @@ class MujocoSimNode(ExoNode):
             self._command_count += 1
             self._command_arrived.notify()
 
+    def check_parameters(self, candidate: dict) -> Optional[str]:
+        steps = 1.0 / (candidate['control_rate_hz'] * candidate['timestep_s'])
+        if round(steps) < 1 or abs(steps - round(steps)) > 1e-6:
+            return (f'control_rate_hz {candidate["control_rate_hz"]} Hz must be the physics rate '
+                    f'(1 / timestep_s = {1.0 / candidate["timestep_s"]:g} Hz) divided by a whole number')
+        return None
+
     def on_parameters_changed(self, changed: dict) -> None:
         if 'treadmill.speed_kmh' in changed:
             self.sim.set_speed_kmh(changed['treadmill.speed_kmh'])
@@ -227,9 +239,15 @@ class MujocoSimNode(ExoNode):
     def _run(self) -> None:
         """The physics loop.
 
-        realtime: a step every timestep of the wall clock, stamps on the wall clock; a command
-        that is late misses its step, and a loop that falls behind slips by whole steps (as a
-        real device's clock keeps running).
+        Each cycle integrates the interval up to the next sample with the newest command, as soon
+        as the command answering the previous sample is in, then sends the sample when it is due:
+        the simulator's own computing is not charged to the loop's latency, as the real world's
+        physics is not.
+
+        realtime: a sample every control period of the wall clock, stamps on the wall clock; a
+        command that has not arrived when its interval must be integrated (the next sample is
+        due) misses it, and a loop that falls behind slips by whole control periods (as a real
+        device's clock keeps running).
         lockstep: after each control sample, wait (up to lockstep.wait_s) for the command
         answering it, so every command reaches its physics step, and at each IMU sample for the
         processed pelvis IMU of a few samples before (once that stream exists); time is simulated time
@@ -246,35 +264,59 @@ class MujocoSimNode(ExoNode):
         window = (time.monotonic(), sim.time)
         seen_commands = self._command_count
         while not self._stop.is_set():
+            if not self._lockstep:
+                # the answer to the last sample (in this thread when the loop is composed with
+                # the simulator, else from the executor), at the latest when the next is due
+                due = wall_start + (sim.time + sim.dt - sim_start)
+                with self._command_arrived:
+                    self._command_arrived.wait_for(
+                        lambda: self._command_count != seen_commands or self._stop.is_set(),
+                        timeout=max(0.0, due - time.monotonic()))
+                    seen_commands = self._command_count
+            failed = False
+            with PROCESS_LOCK:
+                self._start_walking_when_due()
+                try:
+                    sim.advance(self._command_now())
+                except Exception as exc:  # keep emulating hardware; say what went wrong
+                    self._report_step_failure(exc)
+                    failed = True
             if factor > 0.0:
-                # wait for the moment the next sample is taken: the step then uses the newest
-                # command, and the sample goes out at its own time stamp
-                delay = wall_start + (sim.time + sim.dt - sim_start) / factor - time.monotonic()
+                # wait for the moment the sample is taken: it goes out at its own time stamp
+                due = wall_start + (sim.time - sim_start) / factor
+                delay = due - time.monotonic()
                 if delay > 0.0:
                     time.sleep(delay)
                 elif delay < -MAX_LAG_S and not self._lockstep:
-                    # skip whole steps: stamps stay on the wall clock and on the step grid
-                    skipped = math.ceil(-delay / sim.dt) * sim.dt
+                    # skip whole control periods: stamps stay on the wall clock and on the
+                    # sample grid
+                    period = self._control_steps * sim.dt
+                    skipped = math.ceil(-delay / period) * period
                     wall_start += skipped
                     self._origin_ns += int(round(skipped * 1e9))
                     self._slips += 1
+                    due += skipped
                 elif delay < -MAX_LAG_S:  # lock-step behind real time: carry on, slower
                     wall_start -= delay
-            self._start_walking_when_due()
-            self._step_started = time.monotonic()
-            try:
-                sim.advance(self._command_now())
-                self._publish_step()
-            except Exception as exc:  # keep emulating hardware; say what went wrong
-                self.get_logger().error(f'simulation step failed: {exc!r}')
-                self.publish_diagnostics([Report(f'{NODE_NAME}: simulation', Level.ERROR, f'step failed: {exc!r}')])
+                deadline = due + sim.dt / factor - PHYSICS_RESERVE_S
+            with PROCESS_LOCK:
+                self._step_started = time.monotonic()
+                if factor <= 0.0:
+                    deadline = self._step_started + SPARE_TIME_UNPACED_S
+                try:
+                    self._publish_step(deadline)
+                except Exception as exc:
+                    self._report_step_failure(exc)
+                    failed = True
+                now = time.monotonic()
+                if self._viewer is not None:
+                    self._sync_viewer(now)
+                if now - window[0] >= DIAGNOSTICS_PERIOD_S:
+                    self._device_work.add(functools.partial(
+                        self._publish_status, (sim.time - window[1]) / (now - window[0])))
+                    window = (now, sim.time)
+            if failed:
                 time.sleep(0.1)
-            now = time.monotonic()
-            if self._viewer is not None:
-                self._sync_viewer(now)
-            if now - window[0] >= DIAGNOSTICS_PERIOD_S:
-                self._publish_status((sim.time - window[1]) / (now - window[0]))
-                window = (now, sim.time)
             if self._lockstep and self._supervisor_enabled and sim.steps % self._control_steps == 0:
                 # only an enabled supervisor answers every sample; otherwise its timer alone
                 # publishes, which on simulated time needs the clock to move on
@@ -294,11 +336,15 @@ class MujocoSimNode(ExoNode):
                         lambda: self._pelvis_seen_ns >= due or self._stop.is_set(),
                         timeout=self.params['lockstep.wait_s'])
 
+    def _report_step_failure(self, exc: Exception) -> None:
+        self.get_logger().error(f'simulation step failed: {exc!r}')
+        self.publish_diagnostics([Report(f'{NODE_NAME}: simulation', Level.ERROR, f'step failed: {exc!r}')])
+
     def _stamp(self, sim_seconds: float) -> TimeMsg:
         nanoseconds = self._origin_ns + int(round(sim_seconds * 1e9))
         return TimeMsg(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
-    def _publish_step(self) -> None:
+    def _publish_step(self, deadline: float) -> None:
         sim = self.sim
         stamp = self._stamp(sim.time)
         if self._lockstep or sim.steps % self._realtime_clock_steps == 0:
@@ -313,20 +359,20 @@ class MujocoSimNode(ExoNode):
         # The devices' messages are built and published in the step's spare time (stamps
         # unchanged): all at once they cost the step that sampled them most of a millisecond,
         # and the next encoder sample its time.
-        outbox = self._outbox
-        outbox.extend(functools.partial(self._publish_imu, imu) for imu in sim.imus())
-        batch = sim.emg()
-        if batch is not None:
-            outbox.append(functools.partial(self._publish_emg, batch))
+        work = self._device_work
+        for imu in sim.imus():
+            work.add(functools.partial(self._publish_imu, imu))
         steps = sim.steps
+        if steps % sim.emg_period_steps == 0:
+            work.add(sim.prepare_emg)
+            work.add(self._make_emg)
+            work.add(self._publish_emg)
         if steps % max(1, round(1.0 / (TREADMILL_RATE_HZ * sim.dt))) == 0:
-            outbox.append(functools.partial(self._speed_pub.publish, Float64(data=float(sim.belt_speed))))
+            work.add(functools.partial(self._speed_pub.publish, Float64(data=float(sim.belt_speed))))
         truth_rate = self.params['truth.rate_hz']
         if truth_rate > 0.0 and steps % max(1, round(1.0 / (truth_rate * sim.dt))) == 0:
-            outbox.append(functools.partial(self._publish_truth, stamp, sim.truth()))
-        deadline = self._step_started + OUTBOX_BUDGET_S
-        while outbox and (time.monotonic() < deadline or len(outbox) > OUTBOX_MAX_BACKLOG):
-            outbox.popleft()()
+            work.add(functools.partial(self._publish_truth, stamp, sim.truth()))
+        work.run(deadline)
 
         active = tuple(key for key, _ in sim.problems.items())
         if active != self._active_problems:
@@ -343,7 +389,15 @@ class MujocoSimNode(ExoNode):
             float(gyro[0]), float(gyro[1]), float(gyro[2]))
         self._imu_pubs[imu.frame].publish(msg)
 
-    def _publish_emg(self, batch) -> None:
+    def _make_emg(self) -> None:
+        batch = self.sim.emg()
+        if batch is not None:
+            self._emg_batches.append(batch)
+
+    def _publish_emg(self) -> None:
+        if not self._emg_batches:
+            return
+        batch = self._emg_batches.popleft()
         stamp = self._stamp(batch.stamp)
         self._emg_pub.publish(self._emg_encoder.encode(stamp.sec, stamp.nanosec, batch.samples.tolist(),
                                                        self._emg_times))

@@ -11,6 +11,7 @@ EMG synthesised from them carries the patient's intent.
 Plain module (no rclpy, no MuJoCo).
 """
 from dataclasses import dataclass, field
+import functools
 import pathlib
 
 import numpy as np
@@ -160,6 +161,16 @@ def _window_table(windows, size: int) -> np.ndarray:
     return OFF_WINDOW_LEVEL + (1.0 - OFF_WINDOW_LEVEL) * level
 
 
+@functools.lru_cache(maxsize=None)
+def _group_pattern_tables(group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One speed group's pattern (3, PHASE_TABLE_SIZE + 1): angles (rad), slopes (rad per
+    cycle) and curvatures (rad per cycle^2)."""
+    grid = np.arange(PHASE_TABLE_SIZE + 1) / PHASE_TABLE_SIZE
+    angle, _ = normative.group_device_curves(group, grid)
+    slope = np.gradient(angle, grid, axis=1)
+    return angle, slope, np.gradient(slope, grid, axis=1)
+
+
 class PatientModel:
     """Voluntary torque and muscle activation of one patient, in JOINT_NAMES order.
 
@@ -202,11 +213,15 @@ class PatientModel:
         if self._pattern_speed is not None and abs(speed_mps - self._pattern_speed) < 0.005:
             return
         self._pattern_speed = speed_mps
-        grid = np.arange(PHASE_TABLE_SIZE + 1) / PHASE_TABLE_SIZE
-        table, _ = normative.device_curves(speed_mps, self.height, phase=grid)  # (3, N+1) rad
-        self._angle_table = table
-        self._slope_table = np.gradient(table, grid, axis=1)     # rad per cycle
-        self._curvature_table = np.gradient(self._slope_table, grid, axis=1)  # rad per cycle^2
+        # Mixed from per-speed-group tables (the curves and their derivatives are linear in the
+        # group weights): a belt ramp changes the speed every few ms, and rebuilding the
+        # tables from the data each time cost the physics step a millisecond.
+        mixed = None
+        for group, weight in enumerate(normative.speed_group_weights(speed_mps, self.height)):
+            if weight:
+                tables = tuple(weight * table for table in _group_pattern_tables(group))
+                mixed = tables if mixed is None else tuple(a + b for a, b in zip(mixed, tables))
+        self._angle_table, self._slope_table, self._curvature_table = mixed
         self.cycle_rate = 1.0 / normative.stride_time_s(speed_mps, self.height)  # cycles/s
 
     def posture_phase(self, q) -> float:

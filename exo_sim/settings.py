@@ -35,7 +35,8 @@ PARAM_SPECS = (
     ParamSpec('emg.hum_mv', 0.02, 'Amplitude of mains hum in the raw EMG', 'mV', 0.0, 1.0, read_only=True),
     ParamSpec('emg.noise_mv', 0.005, 'RMS baseline noise of the EMG amplifier', 'mV', 0.0, 1.0,
               read_only=True),
-    ParamSpec('timestep_s', 0.001, 'Physics step (also the /hw/joint_states period)', 's', 0.0002, 0.005,
+    ParamSpec('timestep_s', 0.001, 'Physics step; the control period (1 / control_rate_hz) is a '
+              'whole number of steps', 's', 0.0002, 0.005,
               read_only=True),
     ParamSpec('pacing', 'realtime', 'realtime: wall-clock paced; lockstep: waits for each command '
               '(tests, with use_sim_time on /clock)', read_only=True, choices=PACING_CHOICES),

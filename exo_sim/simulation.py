@@ -165,8 +165,9 @@ class ExoSimulation:
         self._emg = devices.EmgSynth(len(EMG_CHANNELS), opts.emg, emg_rng)
         self.emg_fs = opts.emg.fs_hz
         batch_duration = opts.emg_batch_samples / self.emg_fs
-        self._emg_period = max(1, round(batch_duration / self.dt))
-        self._emg_queue: deque[EmgBatch] = deque(maxlen=100)
+        self.emg_period_steps = max(1, round(batch_duration / self.dt))
+        self._emg_queue: deque[tuple] = deque(maxlen=100)  # (stamp, samples, activation, artefact)
+        self._emg_samples_due = 0
         segment = {f: i for i, f in enumerate(IMU_FRAMES)}
         self._artefact_imu = np.array([segment[f'{leg}_{_ARTEFACT_SEGMENT[m]}_imu']
                                        for leg in LEGS for m in EMG_MUSCLES])
@@ -287,7 +288,7 @@ class ExoSimulation:
         calls advance(), sends the encoder sample on, then this, off the control path)."""
         if self.steps % self.imu_period_steps == 0:
             self._sample_imus()
-        if self.steps % self._emg_period == 0:
+        if self.steps % self.emg_period_steps == 0:
             self._emg_batch()
 
     def advance(self, command_nm) -> None:
@@ -370,7 +371,9 @@ class ExoSimulation:
         self._imu_queue.extend(ImuSample(frame, stamp, accel[i], gyro[i]) for i, frame in enumerate(IMU_FRAMES))
 
     def _emg_batch(self) -> None:
-        steps = self._emg_period
+        """Record what the EMG batch due now depends on (activation, movement artefact); its
+        samples are generated when it is taken (emg()), the costly part, off the physics step."""
+        steps = self.emg_period_steps
         voluntary = self._voluntary_sum / steps
         spastic = self._spastic_sum / steps
         self._voluntary_sum[:] = 0.0
@@ -379,10 +382,9 @@ class ExoSimulation:
         accel = self.data.sensordata[self._accel_rows].reshape(-1, 3)
         artefact = np.abs(np.linalg.norm(accel, axis=1) - G)[self._artefact_imu]
         count = self.options.emg_batch_samples
-        first_sample = self._emg.sample_index
-        samples = self._emg.generate(count, self._activation, artefact)
-        stamp = self.options.time_origin + first_sample / self.emg_fs
-        self._emg_queue.append(EmgBatch(stamp, self.emg_fs, EMG_CHANNELS, samples))
+        stamp = self.options.time_origin + self._emg_samples_due / self.emg_fs
+        self._emg_samples_due += count
+        self._emg_queue.append((stamp, count, self._activation, artefact))
 
     # --- devices ---------------------------------------------------------------------------
 
@@ -398,9 +400,18 @@ class ExoSimulation:
         samples, self._imu_queue = self._imu_queue, []
         return samples
 
+    def prepare_emg(self) -> None:
+        """Draw the EMG noise the next batch needs ahead of time if it is not yet drawn (the
+        costly part of a batch; a real-time caller calls this in spare time before emg())."""
+        self._emg.prepare(self.options.emg_batch_samples)
+
     def emg(self) -> EmgBatch | None:
-        """The oldest finished raw EMG batch not yet returned, or None."""
-        return self._emg_queue.popleft() if self._emg_queue else None
+        """The oldest raw EMG batch due and not yet returned, or None (batches are generated in
+        order, each from the state recorded when it was due)."""
+        if not self._emg_queue:
+            return None
+        stamp, count, activation, artefact = self._emg_queue.popleft()
+        return EmgBatch(stamp, self.emg_fs, EMG_CHANNELS, self._emg.generate(count, activation, artefact))
 
     def truth(self) -> Truth:
         data, index = self.data, self.index

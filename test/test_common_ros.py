@@ -80,8 +80,23 @@ def test_loop_stats_count_late_and_missing_commands():
         latency = 1_500_000 if k == 7 else 300_000      # one answered too late for its step
         stats.on_command(base + k * 1_000_000, base + k * 1_000_000 + latency)
     stats.on_command(base, base + 200_000)              # a repeat of an answered sample
+    stats.on_command(base + 9_400_000, base + 9_400_100)  # a watchdog repeat: answers no sample
     assert stats.progress() == {'commands': 9, 'late': 1}
     summary = stats.summary()
     assert summary['expected_samples'] == 10 and summary['duplicates'] == 1
+    assert summary['off_grid'] == 1
     assert summary['delivered_pct'] == 80.0
     assert summary['latency_max_ms'] == 1.5
+
+
+def test_loop_stats_keep_the_grid_of_a_rate_whose_period_is_not_whole_nanoseconds():
+    from exo_common.loop_stats import LoopStats
+    stats = LoopStats(1.0 / 1500.0)
+    stats.start()
+    base = 1_000_000_000
+    for k in range(30_000):                             # 20 s of 1.5 kHz samples, rounded to ns
+        stamp = base + round(k * 1e9 / 1500.0)
+        stats.on_command(stamp, stamp + 300_000)
+    summary = stats.summary()
+    assert summary['off_grid'] == 0 and summary['commands'] == 30_000
+    assert summary['expected_samples'] == 30_000 and summary['delivered_pct'] == 100.0

@@ -80,7 +80,7 @@ def test_parameter_change_blends_in_without_a_step():
             reference.set_target(step_length_scale=0.8)  # a change in the middle of a fade
     # No jump: never much faster than the fastest pattern's own slope (rad per ms).
     fastest = GaitReference(1.0, 1.4, 1.6)
-    slope = max(abs(v) for row in fastest._new[1] for v in row) * fastest.stride_rate * DT
+    slope = max(abs(v) for row in fastest._new.slope_rows for v in row) * fastest.stride_rate * DT
     assert largest < 1.2 * slope, (largest, slope)
     # ... while switching the same change without a blend would step by far more.
     unblended = max(abs(a - b) for k in range(100)

@@ -172,7 +172,7 @@ def test_emg_envelope_rises_with_patient_effort():
     extensors = [EMG_CHANNELS.index(c) for c in ('left_biceps_femoris', 'right_biceps_femoris')]
     assert (loaded[extensors] > 1.2 * free[extensors]).all(), (free, loaded)
     none = rms(_emg(ExoSimulation('complete_sci', seed=6), 6.0))
-    assert (none < 0.3 * free).all()
+    assert (none < 0.35 * free).all()  # the floor: hum, sensor noise and movement artefact
 
 
 def test_same_seed_same_data_other_seed_other_data():

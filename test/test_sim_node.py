@@ -125,3 +125,17 @@ def test_treadmill_runs_only_while_the_supervisor_is_enabled(ros):
     wait_until(lambda: speed[-1].data == pytest.approx(1.8 / 3.6), 5.0, 'belt at its set speed')
     state.publish(String(data='FAULT'))
     wait_until(lambda: speed[-1].data == 0.0, 5.0, 'belt stopped after a fault')
+
+
+def test_a_control_rate_the_physics_step_cannot_divide_is_refused(ros):
+    from exo_common.params import ConfigError
+    with pytest.raises(ConfigError, match='divided by a whole number'):
+        start(ros, control_rate_hz=1500.0)   # 1 ms physics step: samples would come at 1 kHz
+
+
+def test_the_runner_picks_a_physics_step_every_control_rate_divides():
+    from exo_common.runner import physics_timestep
+    for rate, step in ((250.0, 0.001), (500.0, 0.001), (1000.0, 0.001), (1500.0, 1 / 1500), (2000.0, 0.0005)):
+        assert physics_timestep(rate) == pytest.approx(step)
+        steps = 1.0 / (rate * physics_timestep(rate))
+        assert steps == pytest.approx(round(steps))
