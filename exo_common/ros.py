@@ -101,18 +101,39 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
 # over holding it: nodes composed in one process never see two threads at once, although the
 # simulator publishes from its physics thread.
 PROCESS_LOCK = threading.RLock()
+# One entry per guarded callback waiting for PROCESS_LOCK (list append/pop are atomic under the
+# GIL); a thread that holds the lock most of the time looks here to let them in.
+_WAITING_FOR_LOCK: list = []
 
 
 def guarded(callback):
     """callback, run holding PROCESS_LOCK."""
     def run(*args, **kwargs):
-        with PROCESS_LOCK:
+        _WAITING_FOR_LOCK.append(None)
+        try:
+            PROCESS_LOCK.acquire()
+        finally:
+            _WAITING_FOR_LOCK.pop()
+        try:
             return callback(*args, **kwargs)
+        finally:
+            PROCESS_LOCK.release()
     # rclpy inspects a callback's signature (message info, timer info) on every call: give the
     # answer at once instead of unwrapping
     run.__signature__ = inspect.signature(callback)
     run.__name__ = getattr(callback, '__name__', 'callback')
     return run
+
+
+def let_waiting_callbacks_in(limit_s: float) -> None:
+    """For a thread that holds PROCESS_LOCK nearly all the time (the simulator's physics loop
+    running flat out in lock-step), called without holding it: wait until the callbacks waiting
+    for the lock have taken it, at most limit_s. Python's lock is not fair: released and taken
+    again at once, it starves the executor's callbacks (measured: a controller that no longer
+    saw the belt speed)."""
+    deadline = time.monotonic() + limit_s
+    while _WAITING_FOR_LOCK and time.monotonic() < deadline:
+        time.sleep(0.00002)  # gives up the GIL, so a waiting callback's thread can take the lock
 
 
 class LocalPublisher:

@@ -31,7 +31,8 @@ from exo_common.cdr import JointTrajectoryEncoder
 from exo_common.diagnostics import Level, Report
 from exo_common.joints import EMG_CHANNELS, IMU_FRAMES, JOINT_NAMES, LEGS
 from exo_common.params import ParamSpec
-from exo_common.ros import LATCHED_QOS, PROCESS_LOCK, STREAM_QOS, ExoNode, node_main
+from exo_common.ros import (LATCHED_QOS, PROCESS_LOCK, STREAM_QOS, ExoNode, let_waiting_callbacks_in,
+                            node_main)
 from exo_sim.settings import NODE_NAME, PARAM_SPECS, simulation_kwargs
 from exo_sim.simulation import ExoSimulation
 from exo_sim.spare_time import SpareTimeWork
@@ -44,7 +45,8 @@ VIEWER_PERIOD_S = 1.0 / 30.0
 # is left of a control period after the loop answered, ending this long before the next sample
 # is due: the physics step up to that sample comes first.
 PHYSICS_RESERVE_S = 0.0003
-SPARE_TIME_UNPACED_S = 0.0006  # as fast as possible (no schedule): spare time after a step's start
+SPARE_TIME_LOCKSTEP_S = 0.0006  # lock-step: spare time after a step's start
+LOCKSTEP_CALLBACK_WAIT_S = 0.005  # lock-step: longest wait for callbacks queued on the process lock
 LOCKSTEP_IMU_PERIODS = 3  # lock-step: how far the processed pelvis IMU may trail the simulation
 MAX_LAG_S = 0.005  # realtime: further behind than this, the schedule slips (stamps stay current, as a real device's would)
 
@@ -298,11 +300,12 @@ class MujocoSimNode(ExoNode):
                     due += skipped
                 elif delay < -MAX_LAG_S:  # lock-step behind real time: carry on, slower
                     wall_start -= delay
-                deadline = due + sim.dt / factor - PHYSICS_RESERVE_S
             with PROCESS_LOCK:
                 self._step_started = time.monotonic()
-                if factor <= 0.0:
-                    deadline = self._step_started + SPARE_TIME_UNPACED_S
+                if self._lockstep:  # simulated time keeps no schedule: spare time from now
+                    deadline = self._step_started + SPARE_TIME_LOCKSTEP_S
+                else:
+                    deadline = due + sim.dt - PHYSICS_RESERVE_S
                 try:
                     self._publish_step(deadline)
                 except Exception as exc:
@@ -317,6 +320,8 @@ class MujocoSimNode(ExoNode):
                     window = (now, sim.time)
             if failed:
                 time.sleep(0.1)
+            if self._lockstep:  # running flat out, it would hardly ever let the executor in
+                let_waiting_callbacks_in(LOCKSTEP_CALLBACK_WAIT_S)
             if self._lockstep and self._supervisor_enabled and sim.steps % self._control_steps == 0:
                 # only an enabled supervisor answers every sample; otherwise its timer alone
                 # publishes, which on simulated time needs the clock to move on
