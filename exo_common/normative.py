@@ -214,8 +214,6 @@ def periodic_spline(curves: np.ndarray) -> CubicSpline:
 @functools.lru_cache(maxsize=None)
 def _group_device_splines(group: int) -> tuple[CubicSpline, CubicSpline]:
     """Periodic splines of one speed group's upright-pelvis mean curves and SD (rad)."""
-    weights = np.zeros(len(SPEED_GROUPS))
-    weights[group] = 1.0
     entry = table()['speeds'][SPEED_GROUPS[group]]
     mean = np.radians([entry['angle_mean_deg'][joint] for joint in JOINTS_PER_LEG])
     sd = np.radians([entry['angle_sd_deg'][joint] for joint in JOINTS_PER_LEG])

@@ -129,7 +129,8 @@ class EmgSynth:
     The carrier is Gaussian noise band-limited to spec.band_hz (4th-order Butterworth band-pass,
     scaled to unit RMS), amplitude-modulated by the activation (interpolated linearly within the
     batch), plus white sensor noise, a mains hum line (random phase per channel) and a
-    low-frequency motion artefact driven by the segment acceleration.
+    low-frequency motion artefact driven by the segment acceleration. Carrier, sensor noise
+    and hum are drawn ahead in blocks (prepare()); each batch then only scales and adds them.
     """
 
     def __init__(self, channels: int, spec: EmgSpec, rng: np.random.Generator):
@@ -148,7 +149,6 @@ class EmgSynth:
         self._drawn = 0
         self._last_activation = np.zeros(channels)
         self._last_artefact = np.zeros(channels)
-        self.sample_index = 0
 
     def prepare(self, count: int) -> None:
         """Draw and band-pass filter at least `count` samples of carrier and sensor noise ahead
@@ -186,6 +186,5 @@ class EmgSynth:
         noise, self._noise_ahead = self._noise_ahead[:count], self._noise_ahead[count:]  # sensor noise + hum
         artefact, self._artefact_state = signal.sosfilt(
             self._artefact_sos, drive, axis=0, zi=self._artefact_state)
-        self.sample_index += count
         return (spec.mvc_amplitude_mv * self._carrier_gain * amplitude * carrier
                 + noise + spec.artefact_mv_per_ms2 * artefact)

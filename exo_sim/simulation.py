@@ -166,7 +166,7 @@ class ExoSimulation:
         self.emg_fs = opts.emg.fs_hz
         batch_duration = opts.emg_batch_samples / self.emg_fs
         self.emg_period_steps = max(1, round(batch_duration / self.dt))
-        self._emg_queue: deque[tuple] = deque(maxlen=100)  # (stamp, samples, activation, artefact)
+        self._emg_queue: deque[tuple] = deque(maxlen=100)  # (stamp, sample count, activation, artefact drive)
         self._emg_samples_due = 0
         segment = {f: i for i, f in enumerate(IMU_FRAMES)}
         self._artefact_imu = np.array([segment[f'{leg}_{_ARTEFACT_SEGMENT[m]}_imu']
