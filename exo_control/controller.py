@@ -524,7 +524,10 @@ class GaitController:
     # ---------------------------------------------------------------- reporting
 
     def assistance_map(self) -> list:
-        """Assistance bound per joint and phase bin (0..1): adapted levels, or the leg settings."""
+        """Assistance per joint and phase bin (0..1) the law applies: adapted levels, or the leg
+        settings; none in transparent mode (0 % = transparent, whatever the bounds say)."""
+        if self.params['mode'] == 'transparent':
+            return [[0.0] * self.aan.bins for _ in range(N_JOINTS)]
         if self.params['aan.enabled']:
             return [list(levels) for levels in self.aan.levels]
         bins = self.aan.bins

@@ -105,3 +105,18 @@ def test_parameters_live_and_refused_with_a_reason(ros, rig):
     refused = set_param('assistance.right_percent', ParameterType.PARAMETER_DOUBLE, double_value=150.0)
     assert not refused.successful and refused.reason
     assert node.params['mode'] == 'guidance'
+
+
+def test_transparent_mode_publishes_no_assistance(ros, rig):
+    """0 % = transparent: the session's progress line, report and progress store read this."""
+    assistance = ros.collect(Float64MultiArray, '/gait_controller/assistance_per_joint', LATCHED_QOS)
+
+    def set_mode(mode):
+        request = SetParameters.Request(parameters=[Parameter(
+            name='mode', value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=mode))])
+        assert ros.call(SetParameters, '/gait_controller/set_parameters', request).results[0].successful
+
+    set_mode('transparent')
+    wait_until(lambda: assistance and list(assistance[-1].data) == [0.0] * 6, 2.0, 'no assistance')
+    set_mode('guidance')
+    wait_until(lambda: assistance and min(assistance[-1].data) > 0.0, 2.0, 'the bounds again')
