@@ -26,7 +26,7 @@ from exo_common.joints import EMG_CHANNELS, JOINT_NAMES, JOINTS_PER_LEG, LEGS
 from exo_common.params import ParamSpec
 from exo_control.assistance import AssistAsNeeded, EmgYield
 from exo_control.dynamics import ExoDynamics
-from exo_control.phase import MAX_PULL, HipCrossingPhase, TimePhase, wrap_half
+from exo_control.phase import MAX_PULL, HipCrossingPhase, TimePhase, clamp, wrap_half
 from exo_control.reference import GaitReference, smoothstep
 from exo_sensors.stamps import StampCheck
 
@@ -488,10 +488,8 @@ class GaitController:
             base = leg * N_PER_LEG
             along = ((q[base] - pos[base]) * slope[base]
                      + (q[base + 1] - pos[base + 1]) * slope[base + 1]) / self._slope_power
-            step = gain * along
-            most = MAX_PULL * rate * dt
-            offset = self._phase_offset[leg] + (most if step > most else (-most if step < -most else step))
-            self._phase_offset[leg] = max(-MAX_PHASE_OFFSET, min(MAX_PHASE_OFFSET, offset))
+            offset = self._phase_offset[leg] + clamp(gain * along, MAX_PULL * rate * dt)
+            self._phase_offset[leg] = clamp(offset, MAX_PHASE_OFFSET)
 
     def _synchronise(self, stamp: float, q: Sequence[float]) -> None:
         """Restart from the measured posture: phase that fits it best, offset fading out, ramp 0."""

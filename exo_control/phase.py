@@ -22,6 +22,11 @@ MAX_PULL = 0.25
 RATE_BAND = (0.7, 1.4)
 
 
+def clamp(x: float, bound: float) -> float:
+    """x limited to -bound .. bound."""
+    return bound if x > bound else (-bound if x < -bound else x)
+
+
 def wrap_half(x: float) -> float:
     """x wrapped into [-0.5, 0.5) cycles."""
     return (x + 0.5) % 1.0 - 0.5
@@ -163,9 +168,7 @@ class HipCrossingPhase:
         else:
             raw = self._anchor[1] + (now - self._anchor[0]) * self.rate
         self.raw_phase = raw % 1.0
-        pull = self.gain * wrap_half(raw - self.phase)
-        most = MAX_PULL * self.rate
-        pull = most if pull > most else (-most if pull < -most else pull)
+        pull = clamp(self.gain * wrap_half(raw - self.phase), MAX_PULL * self.rate)
         self.phase = (self.phase + (self.rate + pull) * dt) % 1.0
         return self.phase
 

@@ -107,7 +107,6 @@ class MujocoSimNode(ExoNode):
         self._imu_msgs = {}
         self._device_work = SpareTimeWork()
         self._emg_batches: collections.deque = collections.deque()
-        self._step_started = 0.0
         for frame in IMU_FRAMES:
             msg = Imu()
             msg.header.frame_id = frame
@@ -301,9 +300,8 @@ class MujocoSimNode(ExoNode):
                 elif delay < -MAX_LAG_S:  # lock-step behind real time: carry on, slower
                     wall_start -= delay
             with PROCESS_LOCK:
-                self._step_started = time.monotonic()
                 if self._lockstep:  # simulated time keeps no schedule: spare time from now
-                    deadline = self._step_started + SPARE_TIME_LOCKSTEP_S
+                    deadline = time.monotonic() + SPARE_TIME_LOCKSTEP_S
                 else:
                     deadline = due + sim.dt - PHYSICS_RESERVE_S
                 try:
@@ -335,10 +333,10 @@ class MujocoSimNode(ExoNode):
                 # process: on simulated time it is lock-stepped too, at most LOCKSTEP_IMU_PERIODS
                 # behind (a busy machine - a probe, a plot - must not make it look stale).
                 lag_s = LOCKSTEP_IMU_PERIODS * sim.imu_period_steps * sim.dt
-                due = self._origin_ns + int(round((sim.time - lag_s) * 1e9))
+                due_ns = self._origin_ns + int(round((sim.time - lag_s) * 1e9))
                 with self._command_arrived:
                     self._command_arrived.wait_for(
-                        lambda: self._pelvis_seen_ns >= due or self._stop.is_set(),
+                        lambda: self._pelvis_seen_ns >= due_ns or self._stop.is_set(),
                         timeout=self.params['lockstep.wait_s'])
 
     def _report_step_failure(self, exc: Exception) -> None:

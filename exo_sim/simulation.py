@@ -166,7 +166,7 @@ class ExoSimulation:
         self.emg_fs = opts.emg.fs_hz
         batch_duration = opts.emg_batch_samples / self.emg_fs
         self.emg_period_steps = max(1, round(batch_duration / self.dt))
-        self._emg_queue: deque[tuple] = deque(maxlen=100)  # (stamp, sample count, activation, artefact drive)
+        self._emg_queue: deque[tuple] = deque(maxlen=100)  # (stamp, activation, artefact drive)
         self._emg_samples_due = 0
         segment = {f: i for i, f in enumerate(IMU_FRAMES)}
         self._artefact_imu = np.array([segment[f'{leg}_{_ARTEFACT_SEGMENT[m]}_imu']
@@ -384,7 +384,7 @@ class ExoSimulation:
         count = self.options.emg_batch_samples
         stamp = self.options.time_origin + self._emg_samples_due / self.emg_fs
         self._emg_samples_due += count
-        self._emg_queue.append((stamp, count, self._activation, artefact))
+        self._emg_queue.append((stamp, self._activation, artefact))
 
     # --- devices ---------------------------------------------------------------------------
 
@@ -410,8 +410,9 @@ class ExoSimulation:
         order, each from the state recorded when it was due)."""
         if not self._emg_queue:
             return None
-        stamp, count, activation, artefact = self._emg_queue.popleft()
-        return EmgBatch(stamp, self.emg_fs, EMG_CHANNELS, self._emg.generate(count, activation, artefact))
+        stamp, activation, artefact = self._emg_queue.popleft()
+        samples = self._emg.generate(self.options.emg_batch_samples, activation, artefact)
+        return EmgBatch(stamp, self.emg_fs, EMG_CHANNELS, samples)
 
     def truth(self) -> Truth:
         data, index = self.data, self.index
