@@ -218,6 +218,7 @@ class McapRecorder:
 # ------------------------------------------------------------------------------------------------
 
 _RECORD = struct.Struct('<BQ')
+_PUBLISH_TIME_OFFSET = 23  # opcode, record length, channel id, sequence, log time
 
 
 class SessionReader:
@@ -258,7 +259,9 @@ class SessionReader:
         """Yield (topic, log_time_ns, publish_time_ns, data) of the wanted topics.
 
         Args:
-            topics: topic -> minimum period between yielded messages in ns (0 = all).
+            topics: topic -> minimum period between yielded messages in ns (0 = all), on their
+                publish times (the device stamps, for our recordings): a recorder that stalled and
+                then received a burst still yields the stream's samples spread as they were taken.
 
         Truncated files: iteration ends at the last whole record and self.truncated is set.
         """
@@ -349,8 +352,8 @@ class SessionReader:
     def _yield_message(self, record: bytes, topics: dict, last_yield: dict):
         channel_id, _, log_time, publish_time = struct.unpack_from('<HIQQ', record, 0)
         topic = self.channels[channel_id][0]
-        if log_time - last_yield[topic] >= topics[topic]:
-            last_yield[topic] = log_time
+        if not 0 <= publish_time - last_yield[topic] < topics[topic]:
+            last_yield[topic] = publish_time
             yield topic, log_time, publish_time, record[22:]
 
     def _chunk_messages(self, pending: tuple, topics: dict, last_yield: dict):
@@ -380,7 +383,7 @@ class SessionReader:
             pairs = np.frombuffer(body, dtype='<u8', count=size // 8, offset=6).reshape(-1, 2)
             period = topics[self.channels[cid][0]]
             if period > 0 and len(pairs):
-                pairs = pairs[_decimate(pairs[:, 0].astype(np.int64), period, last_yield[self.channels[cid][0]])]
+                pairs = pairs[_decimate(_publish_times(data, pairs[:, 1]), period, last_yield[self.channels[cid][0]])]
             entries.append(pairs)
         order = np.concatenate(entries) if entries else np.empty((0, 2), np.uint64)
         order = order[np.argsort(order[:, 1], kind='stable')]
@@ -390,7 +393,7 @@ class SessionReader:
             record = view[offset + 9:offset + 9 + length]
             channel_id, _, log_time, publish_time = struct.unpack_from('<HIQQ', record, 0)
             topic = self.channels[channel_id][0]
-            last_yield[topic] = log_time
+            last_yield[topic] = publish_time
             yield topic, log_time, publish_time, bytes(record[22:])
 
     def _scan_chunk(self, data: bytes, topics: dict, last_yield: dict):
@@ -443,15 +446,25 @@ def _string(buffer, offset: int) -> tuple[str, int]:
     return bytes(buffer[offset:offset + size]).decode(), offset + size
 
 
+def _publish_times(data: bytes, offsets: np.ndarray) -> np.ndarray:
+    """The publish times of the message records starting at offsets in an uncompressed chunk."""
+    at = offsets.astype(np.int64)[:, None] + (_PUBLISH_TIME_OFFSET + np.arange(8))
+    return np.frombuffer(data, np.uint8)[at].copy().view('<u8').ravel().astype(np.int64)
+
+
 def _decimate(times: np.ndarray, period: int, previous: int) -> np.ndarray:
-    """Indices keeping at most one message per period (first of each), continuing from previous."""
+    """Indices keeping at most one message per period of times (first of each), continuing from
+    previous. A time earlier than the last kept one (a device clock reset) starts afresh."""
+    if np.all(np.diff(times) >= 0) and times[0] >= previous:
+        # Python only loops over the first message of each period bucket, not over every message.
+        buckets = (times - times[0]) // period
+        candidates = np.unique(buckets, return_index=True)[1].tolist()
+    else:
+        candidates = range(len(times))
     keep = []
     last = previous
-    # Python only loops over the first message of each period bucket, not over every message.
-    buckets = (times - times.min()) // period
-    _, first = np.unique(buckets, return_index=True)
-    for index in first.tolist():
-        if times[index] - last >= period:
+    for index in candidates:
+        if not 0 <= times[index] - last < period:
             keep.append(index)
             last = int(times[index])
     return np.asarray(keep, dtype=np.int64)

@@ -76,7 +76,7 @@ def recorded(tmp_path_factory):
                 pubs['diag'].publish(DiagnosticArray(status=[DiagnosticStatus(
                     level=level, name='safety_supervisor: interlock', message='left_knee_joint over limit'
                     if level == b'\x02' else 'ok')]))
-            if i % 20 == 0:  # twice real time: the recorder's 100 Hz decimation works on receive times
+            if i % 20 == 0:  # twice real time, in bursts of 20 samples (the report decimates on stamps)
                 time.sleep(max(0.001, begin + (stamp - gait.times[0]) / 2.0 - time.monotonic()))
         total = 2 * len(gait.times) + len(gait.times[::2]) + 3 * len(gait.times[::20])
         wait_until(lambda: sum(recorder.recorder.counts.values()) >= total, 20.0, 'all messages recorded')
@@ -129,7 +129,7 @@ def test_report_numbers_behind_the_plots(recorded, tmp_path, capsys):
         assert len(steps) >= legs[leg]['strides'] - 1
         assert np.median(steps) == pytest.approx(expected_step, abs=0.01)
         knee = np.array(plots['joint_curves_deg']['legs'][leg][1])
-        assert np.max(np.abs(knee - np.degrees(mean[1]))) < 3.0
+        assert np.max(np.abs(knee - np.degrees(mean[1]))) < 1.5  # 0.6 deg measured: stride resampling
     assert plots['joint_curves_deg']['normative']['mean_deg'][1] == pytest.approx(np.degrees(mean[1]).tolist(), abs=1e-2)
     assert all(abs(v) < 3.0 for _, v in plots['symmetry_step_length_percent'][3:])
     left_step, right_step = legs['left']['step_length_m'], legs['right']['step_length_m']
