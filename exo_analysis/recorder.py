@@ -76,9 +76,9 @@ PARAMS = [
               read_only=True, check=_topic_specs_ok),
     ParamSpec('chunk_size_kib', 1024, 'MCAP chunk size before compression', 'KiB', 16, 65536, read_only=True),
     ParamSpec('compression', 'zstd', 'chunk compression', choices=('zstd', 'lz4', 'none'), read_only=True),
-    ParamSpec('reliable', False, 'record streams with reliable QoS (complete, but a recorder that '
-              'falls behind then holds up the publishers, the control loop included); default '
-              'best effort', read_only=True),
+    ParamSpec('reliable', False, 'record streams with reliable QoS keeping all samples (complete, but '
+              'a recorder that falls behind then holds up the publishers, the control loop '
+              'included); default best effort', read_only=True),
     ParamSpec('flush_period_s', 1.0, 'chunks are written and fsync-ed at least this often (the most a '
               'crash can lose)', 's', 0.1, 60.0),
     ParamSpec('discovery_period_s', 1.0, 'how often untyped topics are looked up in the graph', 's', 0.1, 30.0,
@@ -136,9 +136,12 @@ class SessionRecorderNode(ExoNode):
             self.problems.raise_(f'type.{topic}', Level.ERROR, f'{topic}: cannot record type {type_name}: {exc}')
             return
         # best effort for streams: a recorder that falls behind must never hold up the loop's
-        # publishers (exo_common.ros.MONITOR_QOS); latched state stays reliable
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1 if latched else RECORD_DEPTH,
-                         reliability=(ReliabilityPolicy.RELIABLE if latched or self.params['reliable']
+        # publishers (exo_common.ros.MONITOR_QOS); latched state stays reliable. Reliable streams
+        # keep all: with a bounded history a reader that stalls overwrites what it has not taken.
+        complete = self.params['reliable'] and not latched
+        qos = QoSProfile(history=HistoryPolicy.KEEP_ALL if complete else HistoryPolicy.KEEP_LAST,
+                         depth=1 if latched else RECORD_DEPTH,
+                         reliability=(ReliabilityPolicy.RELIABLE if latched or complete
                                       else ReliabilityPolicy.BEST_EFFORT),
                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
         write = self.recorder.write

@@ -8,6 +8,8 @@ Commands whose stamp is not on the samples' grid answer no sample (the superviso
 repeats its safe command with the current time, e.g. while it disables at the end): they are
 counted apart and take no part in the figures.
 """
+import threading
+
 import numpy as np
 
 GRID_TOLERANCE_NS = 1000  # device stamps are whole ns of a simulated time on the sample grid
@@ -24,12 +26,14 @@ class LoopStats:
         self.period_ns = period_s * 1e9  # not whole ns in general: 1.5 kHz samples are 666,666.67 ns apart
         self._latencies_ns: list[int] = []
         self._seen_stamps: set[int] = set()
+        self._late: list[tuple[int, int]] = []  # (sample stamp, arrival) of late commands
         self.first_stamp_ns = None
         self.last_stamp_ns = None
         self.duplicates = 0
         self.off_grid = 0
         self.late = 0
         self.measuring = False
+        self._lock = threading.Lock()  # commands keep arriving in the hardware's thread while a summary is made
 
     def start(self) -> None:
         self.measuring = True
@@ -40,6 +44,10 @@ class LoopStats:
     def on_command(self, source_stamp_ns: int, arrival_ns: int) -> None:
         if not self.measuring or source_stamp_ns == 0:
             return
+        with self._lock:
+            self._add(source_stamp_ns, arrival_ns)
+
+    def _add(self, source_stamp_ns: int, arrival_ns: int) -> None:
         if self.first_stamp_ns is not None:
             periods = (source_stamp_ns - self.first_stamp_ns) / self.period_ns
             if abs(periods - round(periods)) * self.period_ns > GRID_TOLERANCE_NS:
@@ -53,6 +61,7 @@ class LoopStats:
         self._latencies_ns.append(latency_ns)
         if latency_ns > self.period_ns:
             self.late += 1
+            self._late.append((source_stamp_ns, arrival_ns))
         if self.first_stamp_ns is None or source_stamp_ns < self.first_stamp_ns:
             self.first_stamp_ns = source_stamp_ns
         if self.last_stamp_ns is None or source_stamp_ns > self.last_stamp_ns:
@@ -64,6 +73,10 @@ class LoopStats:
 
     def summary(self) -> dict:
         """Figures in ms and percent; delivered counts every sample the window should have had."""
+        with self._lock:
+            return self._summary()
+
+    def _summary(self) -> dict:
         if not self._latencies_ns:
             return {'commands': 0, 'delivered_pct': 0.0}
         latency_ms = np.asarray(self._latencies_ns, dtype=float) / 1e6
@@ -80,4 +93,18 @@ class LoopStats:
             'latency_max_ms': round(float(latency_ms.max()), 3),
             'duplicates': self.duplicates,
             'off_grid': self.off_grid,
+            'window_ns': [self.first_stamp_ns, self.last_stamp_ns + round(self.period_ns)],
+            'late_windows_ns': self._late_windows(expected),
         }
+
+    def _late_windows(self, expected: int) -> list:
+        """[sample stamp, arrival] of every late command and [stamp, stamp + period] of every
+        sample no command answered: the windows in which the loop failed, to set beside what
+        else the machine was doing then (exo_common.timer_probe.attribute)."""
+        seen = np.fromiter(self._seen_stamps, dtype=np.int64, count=len(self._seen_stamps))
+        present = np.zeros(expected, dtype=bool)
+        present[np.rint((seen - self.first_stamp_ns) / self.period_ns).astype(np.int64)] = True
+        missing = self.first_stamp_ns + np.rint(np.flatnonzero(~present) * self.period_ns).astype(np.int64)
+        windows = [list(pair) for pair in self._late]
+        windows += [[stamp, stamp + round(self.period_ns)] for stamp in missing.tolist()]
+        return sorted(windows)

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from typing import Callable, Iterable, Optional
 
 import rclpy
@@ -218,6 +219,14 @@ class ExoNode(Node):
         """A reason to refuse a combination of values, or None."""
         return None
 
+    def drive_executor(self, executor) -> Optional[Future]:
+        """Offered the process's executor by run_nodes: a node with a thread of its own that must
+        keep time (the simulator's physics) may serve the executor's callbacks from that thread
+        in its idle time. It returns a future that completes when it stops doing so (with the
+        exception of a callback that raised); the process then has one Python thread doing the
+        work, with no GIL handed back and forth. None (the default): run_nodes spins."""
+        return None
+
     def on_parameters_changed(self, changed: dict) -> None:
         """Apply accepted live changes (name -> new value)."""
 
@@ -382,7 +391,12 @@ def run_nodes(factories: Iterable[Callable[[], ExoNode]], args=None) -> int:
         for node in nodes:
             executor.add_node(node)
         settle_garbage_collector()
-        spin(executor, stop)
+        driving = next((f for f in (node.drive_executor(executor) for node in nodes) if f is not None), None)
+        while driving is not None and not driving.done() and not stop.is_set() and rclpy.ok():
+            stop.wait(0.1)
+        if driving is not None and driving.done():
+            driving.result()  # a callback's exception surfaces here, as if raised while spinning here
+        spin(executor, stop)  # no driver, or it stopped: callbacks (the watchdogs') still run
         return 0
     finally:
         for node in reversed(nodes):

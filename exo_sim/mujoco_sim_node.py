@@ -10,7 +10,7 @@ steps, never inside one. Composed with the control loop (the embedded runner's d
 encoder sample runs the encoder node, the controller and the supervisor by direct call in the
 physics thread, and their command comes back the same way.
 
-Pacing: see MujocoSimNode._run.
+Pacing: see MujocoSimNode._physics_loop.
 """
 import collections
 import functools
@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from typing import Optional
 
 from builtin_interfaces.msg import Time as TimeMsg
@@ -127,6 +128,8 @@ class MujocoSimNode(ExoNode):
             self.sim.set_walking(False)
         self.create_subscription(String, '/safety_supervisor/state', self._on_safety_state, LATCHED_QOS)
         self._stop = threading.Event()
+        self._executor = None  # served from the physics thread when run_nodes hands it over
+        self._driving = Future()
         self._thread = threading.Thread(target=self._run, name='mujoco_sim_physics', daemon=True)
         self._thread.start()
 
@@ -186,6 +189,40 @@ class MujocoSimNode(ExoNode):
             self._command_count += 1
             self._command_arrived.notify()
 
+    def drive_executor(self, executor) -> Optional[Future]:
+        """In real time, the physics thread serves the process's callbacks while it waits for the
+        next sample. Measured at 1 kHz, two pairs of 60 s runs: 98.8 / 99.7 % of commands in time
+        against 97.1 / 99.4 % with the main thread spinning, the loop's process at 77 % of a core
+        against 82-92 %. Lock-step keeps the executor on the main thread (it waits on callbacks
+        of other processes while holding no schedule)."""
+        if self._lockstep or not self._thread.is_alive():
+            return None
+        self._executor = executor
+        return self._driving
+
+    def _idle_until(self, deadline: float, done=None) -> None:
+        """Until the monotonic deadline, or until done() holds: serving the executor's callbacks
+        when this thread drives it, else waiting."""
+        executor = self._executor
+        if executor is None:
+            if done is None:
+                time.sleep(max(0.0, deadline - time.monotonic()))
+            else:
+                with self._command_arrived:
+                    self._command_arrived.wait_for(lambda: done() or self._stop.is_set(),
+                                                   timeout=max(0.0, deadline - time.monotonic()))
+            return
+        while not self._stop.is_set() and not (done is not None and done()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.0:
+                return
+            try:
+                executor.spin_once(timeout_sec=remaining)
+            except Exception as exc:  # run_nodes raises it; the main thread spins from now on
+                self._executor = None
+                self._driving.set_exception(exc)
+                return
+
     def check_parameters(self, candidate: dict) -> Optional[str]:
         steps = 1.0 / (candidate['control_rate_hz'] * candidate['timestep_s'])
         if round(steps) < 1 or abs(steps - round(steps)) > 1e-6:
@@ -238,6 +275,14 @@ class MujocoSimNode(ExoNode):
         return values
 
     def _run(self) -> None:
+        try:
+            self._physics_loop()
+        finally:
+            self._executor = None
+            if not self._driving.done():
+                self._driving.set_result(None)
+
+    def _physics_loop(self) -> None:
         """The physics loop.
 
         Each cycle integrates the interval up to the next sample with the newest command, as soon
@@ -268,12 +313,9 @@ class MujocoSimNode(ExoNode):
             if not self._lockstep:
                 # the answer to the last sample (in this thread when the loop is composed with
                 # the simulator, else from the executor), at the latest when the next is due
-                due = wall_start + (sim.time + sim.dt - sim_start)
-                with self._command_arrived:
-                    self._command_arrived.wait_for(
-                        lambda: self._command_count != seen_commands or self._stop.is_set(),
-                        timeout=max(0.0, due - time.monotonic()))
-                    seen_commands = self._command_count
+                self._idle_until(wall_start + (sim.time + sim.dt - sim_start),
+                                 lambda: self._command_count != seen_commands)
+                seen_commands = self._command_count
             failed = False
             with PROCESS_LOCK:
                 self._start_walking_when_due()
@@ -287,7 +329,7 @@ class MujocoSimNode(ExoNode):
                 due = wall_start + (sim.time - sim_start) / factor
                 delay = due - time.monotonic()
                 if delay > 0.0:
-                    time.sleep(delay)
+                    self._idle_until(due)
                 elif delay < -MAX_LAG_S and not self._lockstep:
                     # skip whole control periods: stamps stay on the wall clock and on the
                     # sample grid

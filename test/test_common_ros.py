@@ -1,7 +1,9 @@
 """In-process hand-off between composed nodes (exo_common.ros.LocalPublisher) through real rclpy."""
+import json
 import threading
 import time
 
+import pytest
 from std_msgs.msg import Float64
 
 from exo_common.ros import PROCESS_LOCK, STREAM_QOS, ExoNode
@@ -87,6 +89,10 @@ def test_loop_stats_count_late_and_missing_commands():
     assert summary['off_grid'] == 1
     assert summary['delivered_pct'] == 80.0
     assert summary['latency_max_ms'] == 1.5
+    assert summary['window_ns'] == [base, base + 10_000_000]
+    assert summary['late_windows_ns'] == [[base + 4_000_000, base + 5_000_000],   # the missing one
+                                          [base + 7_000_000, base + 8_500_000]]   # the late one
+    json.dumps(summary)  # loop_monitor writes it as JSON
 
 
 def test_loop_stats_keep_the_grid_of_a_rate_whose_period_is_not_whole_nanoseconds():
@@ -100,6 +106,7 @@ def test_loop_stats_keep_the_grid_of_a_rate_whose_period_is_not_whole_nanosecond
     summary = stats.summary()
     assert summary['off_grid'] == 0 and summary['commands'] == 30_000
     assert summary['expected_samples'] == 30_000 and summary['delivered_pct'] == 100.0
+    assert summary['late_windows_ns'] == []
 
 
 def test_a_thread_holding_the_process_lock_flat_out_still_lets_callbacks_in():
@@ -131,3 +138,80 @@ def test_a_thread_holding_the_process_lock_flat_out_still_lets_callbacks_in():
     assert len(ran) == 20
     # each waits for at most the step in progress (1 ms); unfair, the lock kept them ~10 ms each
     assert elapsed < 0.1, f'20 callbacks took {elapsed:.3f} s beside a busy lock holder'
+
+
+def test_loop_stats_summary_while_commands_keep_arriving():
+    """loop_monitor summarises at shutdown while the hardware's thread still delivers commands."""
+    from exo_common.loop_stats import LoopStats
+    stats = LoopStats(0.001)
+    stats.start()
+    base = 1_000_000_000
+    stop = threading.Event()
+
+    def feed():
+        k = 0
+        while not stop.is_set():
+            if k % 10:
+                stats.on_command(base + k * 1_000_000, base + k * 1_000_000 + 300_000)
+            k += 1
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        time.sleep(0.05)
+        for _ in range(30):
+            summary = stats.summary()
+            assert len(summary['late_windows_ns']) == summary['expected_samples'] - summary['commands']
+    finally:
+        stop.set()
+        feeder.join()
+
+
+_DRIVER_SCRIPT = '''
+import os, signal, sys, threading, time
+from concurrent.futures import Future
+from exo_common.ros import ExoNode, run_nodes
+
+class Driven(ExoNode):
+    def __init__(self):
+        super().__init__('driven', [])
+        self.threads = []
+        self.create_timer(0.01, self.tick)
+
+    def tick(self):
+        self.threads.append(threading.current_thread().name)
+        if self.threads.count('MainThread') >= 5:
+            print(sorted(set(self.threads)), flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def drive_executor(self, executor):
+        driving = Future()
+        def serve():
+            deadline = time.monotonic() + 0.3
+            while time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.01)
+            if sys.argv[1] == 'fail':
+                driving.set_exception(RuntimeError('callback failed in the driver'))
+            else:
+                driving.set_result(None)
+        threading.Thread(target=serve, name='driver').start()
+        return driving
+
+sys.exit(run_nodes([Driven]))
+'''
+
+
+@pytest.mark.parametrize('ending', ['done', 'fail'])
+def test_a_node_driving_the_executor_hands_it_back_when_it_stops(ending, tmp_path):
+    """The simulator's physics thread serves its process's callbacks in real time; when it stops,
+    the main thread must spin again (the supervisor's watchdog timer lives there), and a
+    callback's exception in the driving thread must end the process as it would on the main one."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, '-c', _DRIVER_SCRIPT, ending], capture_output=True, text=True, timeout=60)
+    if ending == 'done':
+        assert done.returncode == 0, done.stderr
+        assert "['MainThread', 'driver']" in done.stdout  # callbacks on the driver, then on the main thread
+    else:
+        assert done.returncode != 0
+        assert 'callback failed in the driver' in done.stderr
