@@ -49,6 +49,13 @@ PHYSICS_RESERVE_S = 0.0003
 SPARE_TIME_LOCKSTEP_S = 0.0006  # lock-step: spare time after a step's start
 LOCKSTEP_CALLBACK_WAIT_S = 0.005  # lock-step: longest wait for callbacks queued on the process lock
 LOCKSTEP_IMU_PERIODS = 3  # lock-step: how far the processed pelvis IMU may trail the simulation
+# Real time, driving the executor: rclpy's events executor wakes 70-100 us after a spin_once
+# timeout (measured, SCHED_FIFO), so it is given the idle time up to SPIN_MARGIN_S before the
+# next sample, and the rest is slept; a loop behind schedule (no idle time) still serves up to
+# CALLBACKS_PER_ROUND callbacks every CALLBACKS_BEHIND_S (an empty spin_once costs about 28 us).
+SPIN_MARGIN_S = 0.0001
+CALLBACKS_BEHIND_S = 0.005
+CALLBACKS_PER_ROUND = 8
 MAX_LAG_S = 0.005  # realtime: further behind than this, the schedule slips (stamps stay current, as a real device's would)
 
 PARAMETERS = [
@@ -129,6 +136,7 @@ class MujocoSimNode(ExoNode):
         self.create_subscription(String, '/safety_supervisor/state', self._on_safety_state, LATCHED_QOS)
         self._stop = threading.Event()
         self._executor = None  # served from the physics thread when run_nodes hands it over
+        self._served_at = time.monotonic()
         self._driving = Future()
         self._thread = threading.Thread(target=self._run, name='mujoco_sim_physics', daemon=True)
         self._thread.start()
@@ -212,16 +220,29 @@ class MujocoSimNode(ExoNode):
                     self._command_arrived.wait_for(lambda: done() or self._stop.is_set(),
                                                    timeout=max(0.0, deadline - time.monotonic()))
             return
-        while not self._stop.is_set() and not (done is not None and done()):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0.0:
+        try:
+            now = time.monotonic()
+            if deadline <= now or (done is not None and done()):
+                # a loop behind schedule has no idle time: it must not starve the callbacks (the
+                # supervisor would see the pelvis IMU go stale)
+                if now - self._served_at > CALLBACKS_BEHIND_S:
+                    for _ in range(CALLBACKS_PER_ROUND):
+                        executor.spin_once(timeout_sec=0.0)
+                    self._served_at = time.monotonic()
                 return
-            try:
-                executor.spin_once(timeout_sec=remaining)
-            except Exception as exc:  # run_nodes raises it; the main thread spins from now on
-                self._executor = None
-                self._driving.set_exception(exc)
-                return
+            while not self._stop.is_set() and not (done is not None and done()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0.0:
+                    break
+                if done is None and remaining <= SPIN_MARGIN_S:
+                    time.sleep(remaining)
+                    break
+                # a command that is still to come (another process) is worth the late wake-up
+                executor.spin_once(timeout_sec=remaining if done is not None else remaining - SPIN_MARGIN_S)
+            self._served_at = time.monotonic()
+        except Exception as exc:  # run_nodes raises it; the main thread spins from now on
+            self._executor = None
+            self._driving.set_exception(exc)
 
     def check_parameters(self, candidate: dict) -> Optional[str]:
         steps = 1.0 / (candidate['control_rate_hz'] * candidate['timestep_s'])

@@ -139,3 +139,43 @@ def test_the_runner_picks_a_physics_step_every_control_rate_divides():
         assert physics_timestep(rate) == pytest.approx(step)
         steps = 1.0 / (rate * physics_timestep(rate))
         assert steps == pytest.approx(round(steps))
+
+
+class _CountingExecutor:
+    def __init__(self):
+        self.calls = []
+
+    def spin_once(self, timeout_sec):
+        self.calls.append(timeout_sec)
+        time.sleep(timeout_sec)
+
+
+def _physics_thread_state(executor, served_ago_s):
+    import threading
+    from types import SimpleNamespace
+    return SimpleNamespace(_executor=executor, _served_at=time.monotonic() - served_ago_s,
+                           _stop=threading.Event(), _command_arrived=threading.Condition())
+
+
+def test_a_physics_loop_behind_schedule_still_serves_callbacks():
+    """Driving the executor from the physics thread: with no idle time left (behind schedule) the
+    callbacks must still run now and then, or the supervisor sees its pelvis IMU go stale."""
+    from exo_sim import mujoco_sim_node as sim_node
+    executor = _CountingExecutor()
+    state = _physics_thread_state(executor, served_ago_s=0.0)
+    sim_node.MujocoSimNode._idle_until(state, time.monotonic() - 0.001)
+    assert executor.calls == []                      # served just now: the loop catches up first
+    state._served_at -= 2 * sim_node.CALLBACKS_BEHIND_S
+    sim_node.MujocoSimNode._idle_until(state, time.monotonic() - 0.001)
+    assert executor.calls == [0.0] * sim_node.CALLBACKS_PER_ROUND
+    assert time.monotonic() - state._served_at < sim_node.CALLBACKS_BEHIND_S
+
+
+def test_idle_time_goes_to_callbacks_and_the_sample_is_not_late_for_it():
+    from exo_sim import mujoco_sim_node as sim_node
+    executor = _CountingExecutor()
+    state = _physics_thread_state(executor, served_ago_s=1.0)
+    deadline = time.monotonic() + 0.003
+    sim_node.MujocoSimNode._idle_until(state, deadline)
+    assert executor.calls and all(t <= 0.003 - sim_node.SPIN_MARGIN_S for t in executor.calls)
+    assert time.monotonic() >= deadline
