@@ -105,7 +105,10 @@ def session(rate: float, duration: float, record: bool = True) -> dict:
     stop.set()
     sampler.join()
     probe.terminate()
-    probe.wait(timeout=30)
+    try:
+        probe.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        probe.kill()
     cpu = {}
     for name, points in samples.items():
         points = [p for p in points if p[1] == p[1]]
