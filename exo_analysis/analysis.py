@@ -39,6 +39,7 @@ class AnalysisConfig:
     goals: dict = field(default_factory=dict)
     goal_window_strides: int = 6
     height_m: float = 1.75
+    pelvis: str = 'upright'  # normative.measured_band: what the hip encoder reads against
     joint_sample_period_s: float = 0.01
     speed_timeout_s: float = 1.0
     gap_s: float = 0.25
@@ -178,7 +179,7 @@ class GaitAnalysis:
             other_heel_strike=other_heel_strike, other_previous_heel_strike=other_heel_strike,
             times=times if angles is not None else None, angles=angles, step_length_m=step,
             speed_mps=speed,
-            height_m=self.config.height_m, effort=effort)
+            height_m=self.config.height_m, effort=effort, pelvis=self.config.pelvis)
         self.strides += 1
         self._last_stride[leg] = metrics
         result = StrideResult(metrics, self._symmetry())

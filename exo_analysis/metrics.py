@@ -98,7 +98,8 @@ def stride_metrics(leg: str, start: float, end: float, *, toe_off: float = math.
                    other_previous_heel_strike: float = math.nan,
                    times: Optional[np.ndarray] = None, angles: Optional[np.ndarray] = None,
                    step_length_m: float = math.nan, speed_mps: float = math.nan,
-                   height_m: float = 1.75, effort: Optional[tuple] = None) -> StrideMetrics:
+                   height_m: float = 1.75, effort: Optional[tuple] = None,
+                   pelvis: str = 'upright') -> StrideMetrics:
     """Metrics of one stride.
 
     Args:
@@ -113,6 +114,7 @@ def stride_metrics(leg: str, start: float, end: float, *, toe_off: float = math.
         speed_mps: walking speed for the normative band (NaN: no deviation scores).
         height_m: the patient's height, for the normative band.
         effort: optional (times (M,), torque (M, 3), reference velocity (M, 3)) for biofeedback.
+        pelvis: what the hip encoder measures against (normative.measured_band).
     """
     duration = end - start
     result = StrideMetrics(leg, start, end, speed_mps, duration, 120.0 / duration,
@@ -136,7 +138,7 @@ def stride_metrics(leg: str, start: float, end: float, *, toe_off: float = math.
                 result.swing_knee_flexion_deg = float(degrees[1][swing].max())
                 result.swing_ankle_dorsiflexion_deg = float(degrees[2][swing].max())
         if math.isfinite(speed_mps) and speed_mps > 0.0:
-            mean, sd = normative.joint_curves(speed_mps, height_m)
+            mean, sd = normative.measured_band(speed_mps, height_m, pelvis)
             gvs, gps, outside = deviation_from_band(curves, mean, sd)
             result.gvs_deg = dict(zip(JOINTS_PER_LEG, map(float, gvs)))
             result.band_out_percent = dict(zip(JOINTS_PER_LEG, map(float, outside)))

@@ -46,6 +46,7 @@ class SessionData:
     faults: list = field(default_factory=list)       # (time, name, message)
     cues: list = field(default_factory=list)         # (time, code, text)
     skipped: dict = field(default_factory=dict)      # topic -> undecodable messages
+    pelvis: str = 'upright'                          # normative.measured_band of the analysis
 
 
 def _config():
@@ -90,7 +91,7 @@ def replay(session) -> SessionData:
             raise RecordingError(f'{path}: no shank IMU topics ({", ".join(IMU_TOPICS["left"] + IMU_TOPICS["right"])}'
                                  ' and right) in this recording: cannot find gait events')
         leg_of = {topic: leg for leg, topic in imu_topic.items()}
-        data = SessionData(str(path), dict(reader.metadata), False)
+        data = SessionData(str(path), dict(reader.metadata), False, pelvis=params['normative.pelvis'])
         analysis = GaitAnalysis(config, _segments(params['patient.height_m']))
         wanted = {topic: 0 for topic in leg_of}
         wanted.update({SPEED_TOPIC: 0, DIAGNOSTICS_TOPIC: 0, ASSISTANCE_TOPIC: ASSISTANCE_PERIOD_NS,
@@ -200,8 +201,9 @@ def summarise(data: SessionData) -> dict:
         curves[leg] = np.degrees(total / data.curve_counts[leg]).round(3).tolist()
     band = None
     if math.isfinite(speed) and speed > 0:
-        mean, sd = normative.joint_curves(speed)
-        band = {'mean_deg': np.degrees(mean).round(3).tolist(), 'sd_deg': np.degrees(sd).round(3).tolist()}
+        mean, sd = normative.measured_band(speed, pelvis=data.pelvis)
+        band = {'mean_deg': np.degrees(mean).round(3).tolist(), 'sd_deg': np.degrees(sd).round(3).tolist(),
+                'pelvis': data.pelvis}
     assistance_means = [statistics.fmean(v) for _, v in data.assistance if v]
     both = [(per_leg[leg].get('step_length_m', math.nan)) for leg in LEGS]
     return {

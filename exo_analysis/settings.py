@@ -41,6 +41,10 @@ def _sign(value):
 PARAMS = [
     ParamSpec('patient.height_m', 1.75, 'patient height (segment lengths, normative band)', 'm',
               1.2, 2.2, read_only=True),
+    ParamSpec('normative.pelvis', 'upright', 'what the hip encoder reads the thigh against, for the '
+              'normative band: upright (treadmill exoskeleton holding the pelvis upright, '
+              'Lokomat-style: the vertical) or free (over ground: the pelvis, the clinical '
+              'convention)', choices=('upright', 'free'), read_only=True),
     ParamSpec('imu.sagittal_axis', 'y', 'shank IMU gyro axis normal to the sagittal plane',
               choices=('x', 'y', 'z'), read_only=True),
     ParamSpec('imu.swing_sign', -1, 'sign making that rate positive while the shank swings forward '
@@ -125,7 +129,8 @@ def analysis_config(params: dict) -> AnalysisConfig:
         min_stride_s=params['events.min_stride_s'], max_swing_s=params['events.max_swing_s'])
     return AnalysisConfig(detector=detector, feedback=feedback_config(params), goals=goal_targets(params),
                           goal_window_strides=params['goals.window_strides'],
-                          height_m=params['patient.height_m'], speed_timeout_s=params['speed.timeout_s'],
+                          height_m=params['patient.height_m'], pelvis=params['normative.pelvis'],
+                          speed_timeout_s=params['speed.timeout_s'],
                           gap_s=params['events.gap_s'])
 
 

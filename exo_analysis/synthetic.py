@@ -24,15 +24,16 @@ class SyntheticGait:
 
 def synthetic_gait(duration_s: float, speed_mps: float = 0.8, height_m: float = 1.75,
                    rate_hz: float = 200.0, right_phase_offset: float = 0.5,
-                   scale: dict | None = None, start_s: float = 0.0) -> SyntheticGait:
+                   scale: dict | None = None, start_s: float = 0.0, pelvis: str = 'upright') -> SyntheticGait:
     """Normative walking for duration_s.
 
     Args:
         scale: leg -> (hip, knee, ankle) factors applied to the normative curves.
         right_phase_offset: fraction of a cycle the right leg lags the left (0.5 = symmetric).
         start_s: time of the first sample.
+        pelvis: what the hip angles are measured against (normative.measured_band).
     """
-    mean, _ = normative.joint_curves(speed_mps, height_m)
+    mean, _ = normative.measured_band(speed_mps, height_m, pelvis)
     stride = normative.stride_time_s(speed_mps, height_m)
     times = start_s + np.arange(int(duration_s * rate_hz)) / rate_hz
     joints = np.zeros((len(times), 6))

@@ -263,6 +263,31 @@ def device_curves(speed_mps: float, height_m: float = 1.75,
     return _with_device_adjustments(upright, phase, clearance, alignment), np.array(sd)
 
 
+PELVIS_GUIDANCE = ('upright', 'free')
+
+
+def measured_band(speed_mps: float, height_m: float = 1.75, pelvis: str = 'upright') -> tuple[np.ndarray, np.ndarray]:
+    """What an exoskeleton's joint encoders read on a healthy walker: mean and SD per joint
+    (rad, rows hip/knee/ankle, on phase_grid()), the band a patient's joint curves are set against.
+
+    Args:
+        speed_mps, height_m: as joint_curves().
+        pelvis: 'upright' - the device holds the pelvis upright (treadmill exoskeletons with
+            pelvis guidance, Lokomat-style): the hip encoder reads the thigh against the vertical,
+            about 11 deg less flexed than the clinical hip (device_curves() without the
+            controller's adjustments); 'free' - the pelvis moves with the wearer (over-ground
+            exoskeletons): the thigh against the pelvis, the clinical convention (joint_curves()).
+
+    Raises:
+        ValueError: pelvis is neither.
+    """
+    if pelvis == 'free':
+        return joint_curves(speed_mps, height_m)
+    if pelvis == 'upright':
+        return device_curves(speed_mps, height_m, NO_CLEARANCE, None, NO_ALIGNMENT)
+    raise ValueError(f'pelvis must be one of {PELVIS_GUIDANCE}, got {pelvis!r}')
+
+
 def _with_device_adjustments(upright: np.ndarray, phase: np.ndarray, clearance: SwingClearance,
                              alignment: HeelStrikeAlignment) -> np.ndarray:
     upright[1] += math.radians(clearance.knee_deg) * sin2_window(phase, *SwingClearance.KNEE_WINDOW)

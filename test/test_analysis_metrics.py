@@ -23,9 +23,9 @@ STAND_IN_URDF = '''<robot name="stand_in">
 SEGMENTS = kinematics.segments_from_urdf(STAND_IN_URDF)
 
 
-def analyse(gait, goals=None, feedback=None):
+def analyse(gait, goals=None, feedback=None, pelvis='upright'):
     config = AnalysisConfig(detector=DetectorConfig(heel_strike_delay_fraction=0.025), goals=goals or {},
-                            feedback=feedback or FeedbackConfig())
+                            feedback=feedback or FeedbackConfig(), pelvis=pelvis)
     analysis = GaitAnalysis(config, SEGMENTS)
     results = []
     for i, t in enumerate(gait.times):
@@ -82,7 +82,7 @@ def test_normative_gait_scores_zero_deviation_and_symmetry():
     strides = [r.stride for r in results[4:]]
     assert len(strides) >= 25
     expected_cycle = normative.stride_time_s(0.8)
-    mean, _ = normative.joint_curves(0.8)
+    mean, _ = normative.measured_band(0.8)
     for s in strides:
         assert s.stride_time_s == pytest.approx(expected_cycle, abs=0.01)
         assert s.gps_deg < 1.0
@@ -95,6 +95,23 @@ def test_normative_gait_scores_zero_deviation_and_symmetry():
         assert s.step_length_m == pytest.approx(lead - trail, abs=0.01)
     symmetric = [r.symmetry_percent for r in results[8:] if r.symmetry_percent]
     assert all(abs(sym['step_length_m']) < 2.0 and abs(sym['stance_percent']) < 2.0 for sym in symmetric)
+
+
+def test_the_hip_band_follows_what_the_hip_encoder_measures_against():
+    """A treadmill exoskeleton holding the pelvis upright reads the thigh against the vertical,
+    about 11 deg less flexed than the clinical hip: scored against the clinical band a healthy
+    walker would look 11 deg off at the hip all stride long."""
+    for measured, band, hip_off in (('upright', 'upright', False), ('free', 'free', False),
+                                    ('upright', 'free', True)):
+        results = analyse(synthetic_gait(15.0, speed_mps=0.8, pelvis=measured), pelvis=band)
+        strides = [r.stride for r in results[4:]]
+        assert len(strides) >= 12
+        hip = np.median([s.gvs_deg['hip'] for s in strides])
+        knee = np.median([s.gvs_deg['knee'] for s in strides])
+        assert knee < 1.0
+        assert (hip > 8.0) if hip_off else (hip < 1.0), (measured, band, hip)
+    with pytest.raises(ValueError):
+        normative.measured_band(0.8, pelvis='tilted')
 
 
 def test_stiff_left_knee_gives_asymmetry_cue_and_deviation():

@@ -118,7 +118,7 @@ def test_report_numbers_behind_the_plots(recorded, tmp_path, capsys):
     assert legs['left']['stride_time_s'] == pytest.approx(expected_stride, abs=0.01)
     from exo_common.description import load_description
     segments = kinematics.segments_from_urdf(load_description().urdf)
-    mean, _ = normative.joint_curves(SPEED)
+    mean, _ = normative.measured_band(SPEED)  # upright pelvis, as the synthetic gait
     at_strike = normative.sample(mean, np.array([0.0, 0.5]))  # leading leg at phase 0, trailing at 0.5
     expected_step = (kinematics.ankle_forward(segments['left'], at_strike[0, 0], at_strike[1, 0])
                      - kinematics.ankle_forward(segments['left'], at_strike[0, 1], at_strike[1, 1]))
