@@ -12,9 +12,10 @@ Method (plain Python, one sample at a time, no rclpy):
    2002, J Biomech 35:689; Catalfamo et al. 2010, Sensors 10:5683): the signal must rise above
    an adaptive threshold (a fraction of the mean of the last swing peaks, never below a floor).
 3. Toe off is the last local minimum before the rise into swing (Aminian 2002: the negative
-   peak before mid-swing); a minimum counts as local once the signal has risen above it by
-   half the swing threshold, so the loading-response dip early in stance is passed over. It
-   is published when the swing is recognised.
+   peak before mid-swing): the lowest point of the last descent, a descent being a fall of a
+   tenth of the swing threshold after a hump, so the loading-response dip early in stance is
+   passed over however shallow the mid-stance hump after it (a stiff knee), and noise smaller
+   than that does not start one. It is published when the swing is recognised.
 4. Heel strike is the first downward zero crossing after the mid-swing peak, linearly
    interpolated between samples, plus `heel_strike_delay` (a fraction of the last stride
    time). For foot-worn sensors the crossing is the contact itself (validated on the gaitmap
@@ -37,6 +38,7 @@ import numpy as np
 
 HEEL_STRIKE = 'heel_strike'
 TOE_OFF = 'toe_off'
+TOE_OFF_DESCENT_FRACTION = 0.1  # of the swing threshold: a fall this deep after a hump starts a new minimum
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class GyroEventDetector:
         self._previous: Optional[tuple[float, float]] = None  # last filtered (time, value)
         self._min_value = math.inf
         self._min_time = math.nan
-        self._local_min_time = math.nan
+        self._hump = -math.inf  # highest value since the current minimum
         self._peak_value = 0.0
         self._swing_start = math.nan
         self._recent_peaks: deque = deque(maxlen=3)
@@ -152,18 +154,21 @@ class GyroEventDetector:
         events = []
         if not self._in_swing:
             threshold = self.swing_threshold
+            descent = TOE_OFF_DESCENT_FRACTION * threshold
             if y < self._min_value:
-                self._min_value, self._min_time = y, t
-            elif y > self._min_value + 0.5 * threshold and math.isfinite(self._min_time):
-                self._local_min_time = self._min_time
-                self._min_value, self._min_time = y, math.nan
+                self._min_value, self._min_time, self._hump = y, t, y
+            elif y > self._hump:
+                self._hump = y
+            elif y < self._hump - descent and self._hump > self._min_value + descent:
+                # falling again after a hump: the minimum of this descent is the later one
+                self._min_value, self._min_time, self._hump = y, t, y
             if y > threshold:
                 self._in_swing = True
                 self._peak_value = y
                 self._swing_start = t
-                if math.isfinite(self._local_min_time):
+                if math.isfinite(self._min_time):
                     self.counters.toe_offs += 1
-                    events.append(GaitEvent(self.leg, TOE_OFF, self._local_min_time, now))
+                    events.append(GaitEvent(self.leg, TOE_OFF, self._min_time, now))
             return events
         self._peak_value = max(self._peak_value, y)
         if t - self._swing_start > self.config.max_swing_s:
@@ -195,7 +200,7 @@ class GyroEventDetector:
         self._in_swing = False
         self._min_value = math.inf
         self._min_time = math.nan
-        self._local_min_time = math.nan
+        self._hump = -math.inf
 
 
 def match_events(detected: list[float], reference: list[float], tolerance: float) -> dict:

@@ -54,6 +54,8 @@ def test_real_recording_heel_strikes_and_toe_offs(gaitmap, leg, column):
     assert median_ms <= 25.0
     assert false_in_span <= 1  # figures measured: left 1 (a turn), right 0
     to = match_events(toe_offs, reference_to, TOLERANCE_S)
+    print(f'{leg}: toe offs detected {1.0 - to["missed"] / to["reference"]:.1%}, median |error| '
+          f'{1000 * float(np.median(np.abs(to["errors"]))):.1f} ms')
     assert 1.0 - to['missed'] / to['reference'] >= 0.95
     assert 1000 * float(np.median(np.abs(to['errors']))) <= 25.0
 
@@ -95,3 +97,14 @@ def test_standing_still_gives_no_events():
 def test_even_taps_refused():
     with pytest.raises(ValueError):
         GyroEventDetector('left', DetectorConfig(taps=10))
+
+
+def test_stiff_knee_toe_off_is_the_dip_before_swing_not_the_loading_response():
+    """A stiff knee (60 % of normal flexion) flattens the mid-stance hump of the shank rate:
+    the loading-response dip stays the deepest, and toe off is still the last dip before swing."""
+    gait = synthetic_gait(15.0, speed_mps=0.8, scale={'left': (1.0, 0.6, 1.0)})
+    _, events = run_detector('left', gait.times, gait.shank_rate[:, 0], DetectorConfig(sample_rate_hz=200.0))
+    phases = [(e.time / gait.stride_time) % 1.0 for e in events if e.kind == TOE_OFF]
+    assert len(phases) >= 8
+    assert all(0.45 < p < 0.65 for p in phases), phases  # the loading response is at 0.05-0.1
+

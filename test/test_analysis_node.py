@@ -47,13 +47,10 @@ def test_gait_analyzer_over_topics(ros):
     feedback = ros.collect(DiagnosticArray, '/gait/feedback')
     diagnostics = ros.collect(DiagnosticArray, '/diagnostics')
     ros.add_node(GaitAnalyzerNode(context=ros.context, parameter_overrides=[
-        Parameter('goals.step_length_m', value=0.3), Parameter('speed.timeout_s', value=5.0),
-        Parameter('normative.pelvis', value='free')]))
-    # 15 s of gait, stamped in the recent past (stamps must not lie in the future). Hip against
-    # a free pelvis: measured upright, this stiff-knee pattern's shallow dip before swing is
-    # missed and toe off placed in mid-stance (README, Known limits)
+        Parameter('goals.step_length_m', value=0.3), Parameter('speed.timeout_s', value=5.0)]))
+    # 15 s of gait, stamped in the recent past (stamps must not lie in the future)
     gait = synthetic_gait(15.0, speed_mps=SPEED, start_s=time.time() - 20.0,
-                          scale={'left': (1.0, 0.6, 1.0)}, pelvis='free')
+                          scale={'left': (1.0, 0.6, 1.0)})
     publish_gait(ros, gait, nan_at=500)
     wait_until(lambda: len(metrics) >= 14, 20.0, 'stride metrics')
     strikes = [e for e in events if e.name == ['left_heel_strike']]
