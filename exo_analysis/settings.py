@@ -22,6 +22,7 @@ Output topics (standard messages only, all stamped, STREAM QoS):
 import math
 
 from exo_common.joints import JOINTS_PER_LEG, LEGS
+from exo_common.normative import PELVIS_GUIDANCE
 from exo_common.params import ParamSpec
 from exo_analysis.analysis import SYMMETRY_KEYS, AnalysisConfig
 from exo_analysis.events import DetectorConfig
@@ -44,7 +45,7 @@ PARAMS = [
     ParamSpec('normative.pelvis', 'upright', 'what the hip encoder reads the thigh against, for the '
               'normative band: upright (treadmill exoskeleton holding the pelvis upright, '
               'Lokomat-style: the vertical) or free (over ground: the pelvis, the clinical '
-              'convention)', choices=('upright', 'free'), read_only=True),
+              'convention)', choices=PELVIS_GUIDANCE, read_only=True),
     ParamSpec('imu.sagittal_axis', 'y', 'shank IMU gyro axis normal to the sagittal plane',
               choices=('x', 'y', 'z'), read_only=True),
     ParamSpec('imu.swing_sign', -1, 'sign making that rate positive while the shank swings forward '
