@@ -221,6 +221,12 @@ def _group_device_splines(group: int) -> tuple[CubicSpline, CubicSpline]:
     return periodic_spline(mean), periodic_spline(sd)
 
 
+def _group_upright(group: int, wrapped: np.ndarray) -> np.ndarray:
+    """One speed group's upright-pelvis (mean, sd) stacked, (2, 3, n), at phases in [0, 1)."""
+    mean_spline, sd_spline = _group_device_splines(group)
+    return np.stack((mean_spline(wrapped), sd_spline(wrapped)))
+
+
 def device_curves(speed_mps: float, height_m: float = 1.75,
                   clearance: SwingClearance = DEVICE_CLEARANCE,
                   phase=None, alignment: HeelStrikeAlignment = DEVICE_ALIGNMENT) -> tuple[np.ndarray, np.ndarray]:
@@ -252,14 +258,7 @@ def device_curves(speed_mps: float, height_m: float = 1.75,
         # each group's (cached) spline gives the same curves without building splines per call.
         phase = np.asarray(phase, dtype=float)
         wrapped = np.mod(phase, 1.0)
-        weights = speed_group_weights(speed_mps, height_m)
-        upright = np.zeros((len(JOINTS_PER_LEG), len(phase)))
-        sd = np.zeros_like(upright)
-        for group, weight in enumerate(weights):
-            if weight:
-                mean_spline, sd_spline = _group_device_splines(group)
-                upright += weight * mean_spline(wrapped)
-                sd += weight * sd_spline(wrapped)
+        upright, sd = mix_speed_groups(speed_mps, height_m, lambda group: _group_upright(group, wrapped))
     return _with_device_adjustments(upright, phase, clearance, alignment), np.array(sd)
 
 
@@ -299,8 +298,24 @@ def _with_device_adjustments(upright: np.ndarray, phase: np.ndarray, clearance: 
 def speed_group_weights(speed_mps: float, height_m: float = 1.75) -> np.ndarray:
     """How the pattern at a walking speed mixes the data's speed groups (SPEED_GROUPS order;
     at most two non-zero, summing to 1). Every curve here is linear in these weights, so a
-    caller that needs curves at many speeds can mix per-group curves (group_device_curves)."""
+    caller that needs curves at many speeds can mix per-group curves (mix_speed_groups)."""
     return _group_weights(round(float(speed_mps), 4), round(float(height_m), 4))
+
+
+def mix_speed_groups(speed_mps: float, height_m: float, per_group) -> np.ndarray:
+    """The sum of weight * per_group(group) over the speed groups a walking speed mixes
+    (speed_group_weights): a new array, per_group's (cached) results are left as they are.
+
+    Args:
+        per_group: group index -> array (anything linear in the data: curves, their
+            derivatives, scaled curves), the same shape for every group.
+    """
+    mixed = None
+    for group, weight in enumerate(speed_group_weights(speed_mps, height_m)):
+        if weight:
+            part = weight * per_group(group)
+            mixed = part if mixed is None else mixed + part
+    return mixed
 
 
 def group_device_curves(group: int, phase, clearance: SwingClearance = DEVICE_CLEARANCE,
@@ -308,9 +323,8 @@ def group_device_curves(group: int, phase, clearance: SwingClearance = DEVICE_CL
     """device_curves() of one speed group (index into SPEED_GROUPS) at phases (cycles): mixed
     with speed_group_weights() they give device_curves() at any speed."""
     phase = np.asarray(phase, dtype=float)
-    wrapped = np.mod(phase, 1.0)
-    mean_spline, sd_spline = _group_device_splines(group)
-    return _with_device_adjustments(mean_spline(wrapped), phase, clearance, alignment), sd_spline(wrapped)
+    mean, sd = _group_upright(group, np.mod(phase, 1.0))
+    return _with_device_adjustments(mean, phase, clearance, alignment), sd
 
 
 def cadence_steps_per_min(speed_mps: float, height_m: float = 1.75) -> float:

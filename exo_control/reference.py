@@ -42,11 +42,8 @@ def build_curves(speed_mps: float, step_length_scale: float, step_height_scale: 
     The scaling is affine and the curves linear in the speed-group weights, so the curves are
     mixed from cached per-group ones (a belt ramp asks for a new speed ten times a second).
     """
-    mixed = np.zeros((len(JOINTS_PER_LEG), size + 1))
-    for group, weight in enumerate(normative.speed_group_weights(speed_mps, height_m)):
-        if weight:
-            mixed += weight * _group_curves(group, float(step_length_scale), float(step_height_scale), size)
-    return mixed
+    return normative.mix_speed_groups(speed_mps, height_m, lambda group: _group_curves(
+        group, float(step_length_scale), float(step_height_scale), size))
 
 
 @functools.lru_cache(maxsize=64)

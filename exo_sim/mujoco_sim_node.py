@@ -216,9 +216,7 @@ class MujocoSimNode(ExoNode):
             if done is None:
                 time.sleep(max(0.0, deadline - time.monotonic()))
             else:
-                with self._command_arrived:
-                    self._command_arrived.wait_for(lambda: done() or self._stop.is_set(),
-                                                   timeout=max(0.0, deadline - time.monotonic()))
+                self._wait_for(done, deadline - time.monotonic())
             return
         try:
             now = time.monotonic()
@@ -243,6 +241,11 @@ class MujocoSimNode(ExoNode):
         except Exception as exc:  # run_nodes raises it; the main thread spins from now on
             self._executor = None
             self._driving.set_exception(exc)
+
+    def _wait_for(self, done, timeout_s: float) -> None:
+        """Until done() holds (checked when a command or pelvis IMU arrives) or stop, at most timeout_s."""
+        with self._command_arrived:
+            self._command_arrived.wait_for(lambda: done() or self._stop.is_set(), timeout=max(0.0, timeout_s))
 
     def check_parameters(self, candidate: dict) -> Optional[str]:
         steps = 1.0 / (candidate['control_rate_hz'] * candidate['timestep_s'])
@@ -386,21 +389,15 @@ class MujocoSimNode(ExoNode):
             if self._lockstep and self._supervisor_enabled and sim.steps % self._control_steps == 0:
                 # only an enabled supervisor answers every sample; otherwise its timer alone
                 # publishes, which on simulated time needs the clock to move on
-                with self._command_arrived:
-                    self._command_arrived.wait_for(
-                        lambda: self._command_count != seen_commands or self._stop.is_set(),
-                        timeout=self.params['lockstep.wait_s'])
-                    seen_commands = self._command_count
+                self._wait_for(lambda: self._command_count != seen_commands, self.params['lockstep.wait_s'])
+                seen_commands = self._command_count
             if self._lockstep and self._pelvis_seen_ns is not None and sim.steps % sim.imu_period_steps == 0:
                 # The pelvis IMU feeds the supervisor's watchdog through the IMU node, another
                 # process: on simulated time it is lock-stepped too, at most LOCKSTEP_IMU_PERIODS
                 # behind (a busy machine - a probe, a plot - must not make it look stale).
                 lag_s = LOCKSTEP_IMU_PERIODS * sim.imu_period_steps * sim.dt
                 due_ns = self._origin_ns + int(round((sim.time - lag_s) * 1e9))
-                with self._command_arrived:
-                    self._command_arrived.wait_for(
-                        lambda: self._pelvis_seen_ns >= due_ns or self._stop.is_set(),
-                        timeout=self.params['lockstep.wait_s'])
+                self._wait_for(lambda: self._pelvis_seen_ns >= due_ns, self.params['lockstep.wait_s'])
 
     def _report_step_failure(self, exc: Exception) -> None:
         self.get_logger().error(f'simulation step failed: {exc!r}')

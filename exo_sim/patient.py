@@ -162,13 +162,15 @@ def _window_table(windows, size: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _group_pattern_tables(group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One speed group's pattern (3, PHASE_TABLE_SIZE + 1): angles (rad), slopes (rad per
-    cycle) and curvatures (rad per cycle^2)."""
+def _group_pattern_tables(group: int) -> np.ndarray:
+    """One speed group's pattern, stacked (3, 3, PHASE_TABLE_SIZE + 1): angles (rad), slopes
+    (rad per cycle) and curvatures (rad per cycle^2)."""
     grid = np.arange(PHASE_TABLE_SIZE + 1) / PHASE_TABLE_SIZE
     angle, _ = normative.group_device_curves(group, grid)
     slope = np.gradient(angle, grid, axis=1)
-    return angle, slope, np.gradient(slope, grid, axis=1)
+    tables = np.stack((angle, slope, np.gradient(slope, grid, axis=1)))
+    tables.setflags(write=False)
+    return tables
 
 
 class PatientModel:
@@ -216,12 +218,8 @@ class PatientModel:
         # Mixed from per-speed-group tables (the curves and their derivatives are linear in the
         # group weights): a belt ramp changes the speed every few ms, and rebuilding the
         # tables from the data each time cost the physics step a millisecond.
-        mixed = None
-        for group, weight in enumerate(normative.speed_group_weights(speed_mps, self.height)):
-            if weight:
-                tables = tuple(weight * table for table in _group_pattern_tables(group))
-                mixed = tables if mixed is None else tuple(a + b for a, b in zip(mixed, tables))
-        self._angle_table, self._slope_table, self._curvature_table = mixed
+        self._angle_table, self._slope_table, self._curvature_table = normative.mix_speed_groups(
+            speed_mps, self.height, _group_pattern_tables)
         self.cycle_rate = 1.0 / normative.stride_time_s(speed_mps, self.height)  # cycles/s
 
     def posture_phase(self, q) -> float:
