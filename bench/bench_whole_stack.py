@@ -9,9 +9,10 @@ Then short runs at rising rates find where the stack stops keeping up.
 
 Beside each run, exo_common.timer_probe (cyclictest's method, at a real-time priority above the
 stack's) measures how late the machine itself wakes a thread that does nothing else; under
-`machine` each run reports those stalls and how many of the late or missing commands fell in
-one: misses the stack could not have prevented on that machine, from a virtual machine's host
-or the kernel. The targets are judged on every miss all the same.
+`machine` each run reports those stalls, how many of the late or missing commands fell in
+one, and the steal time (/proc/stat: CPU time a virtual machine's host gave to others while
+this machine wanted it): misses the stack could not have prevented on that machine. The
+targets are judged on every miss all the same.
 """
 import json
 import os
@@ -74,6 +75,17 @@ def _name(pid: int) -> str:
     return 'runner'
 
 
+def _steal_and_total_ticks() -> tuple:
+    """CPU time the machine's host gave to others while this virtual machine wanted to run
+    (steal), and all CPU time, summed over CPUs, in clock ticks (/proc/stat)."""
+    try:
+        with open('/proc/stat') as handle:
+            fields = [int(v) for v in handle.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return (0, 0)
+    return (fields[7], sum(fields))
+
+
 def session(rate: float, duration: float, record: bool = True) -> dict:
     """One session; returns loop figures, CPU per process (% of one core) and peak memory."""
     folder = pathlib.Path(tempfile.mkdtemp(prefix=f'bench_stack_{int(rate)}_'))
@@ -88,11 +100,13 @@ def session(rate: float, duration: float, record: bool = True) -> dict:
     runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     samples: dict = {}
     peak_rss: dict = {}
+    steal: list = []
     stop = threading.Event()
 
     def sample():
         while not stop.is_set():
             now = time.monotonic()
+            steal.append((time.time_ns(), *_steal_and_total_ticks()))
             for pid in [runner.pid] + _children(runner.pid):
                 name = _name(pid)
                 samples.setdefault(name, []).append((now, _cpu_seconds(pid)))
@@ -126,7 +140,17 @@ def session(rate: float, duration: float, record: bool = True) -> dict:
     if runner.returncode not in (0, 1):
         result['error'] = output.strip().splitlines()[-3:]
     result['machine'] = machine_stalls(folder / 'probe.npz', window, late_windows)
+    result['machine']['steal_pct'] = steal_pct(steal, window)
     return result
+
+
+def steal_pct(samples: list, window):
+    """Steal time in percent of all CPU time over the loop's measurement window (None when
+    not measurable: no /proc/stat, or a window under two seconds)."""
+    inside = [s for s in samples if window[0] <= s[0] <= window[1]] if window else samples
+    if len(inside) < 2 or inside[-1][2] <= inside[0][2]:
+        return None
+    return round(100.0 * (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2]), 2)
 
 
 def machine_stalls(probe_file: pathlib.Path, window, late_windows: list) -> dict:
@@ -157,6 +181,8 @@ def _machine_note(figures: dict) -> str:
     if 'of_which_in_machine_stalls' in machine:
         note += (f', and {machine["of_which_in_machine_stalls"]} of the {machine["late_or_missing_commands"]}'
                  ' late or missing commands fell in a stall > 0.5 ms')
+    if machine.get('steal_pct') is not None:
+        note += f'; steal time {machine["steal_pct"]} % of the CPU time'
     return note
 
 

@@ -25,6 +25,7 @@ class LoopStats:
     def __init__(self, period_s: float):
         self.period_ns = period_s * 1e9  # not whole ns in general: 1.5 kHz samples are 666,666.67 ns apart
         self._latencies_ns: list[int] = []
+        self._stamps_ns: list[int] = []  # of the samples in _latencies_ns, in the same order
         self._seen_stamps: set[int] = set()
         self._late: list[tuple[int, int]] = []  # (sample stamp, arrival) of late commands
         self.first_stamp_ns = None
@@ -59,6 +60,7 @@ class LoopStats:
         self._seen_stamps.add(source_stamp_ns)
         latency_ns = arrival_ns - source_stamp_ns
         self._latencies_ns.append(latency_ns)
+        self._stamps_ns.append(source_stamp_ns)
         if latency_ns > self.period_ns:
             self.late += 1
             self._late.append((source_stamp_ns, arrival_ns))
@@ -72,7 +74,11 @@ class LoopStats:
         return {'commands': len(self._latencies_ns), 'late': self.late}
 
     def summary(self) -> dict:
-        """Figures in ms and percent; delivered counts every sample the window should have had."""
+        """Figures in ms and percent; delivered counts every sample the window should have had.
+        Latencies are of the commands that came; samples no command answered count as missed
+        (unanswered_samples), and longest_gap_ms is the longest time between two samples
+        answered in time (one period when none is missed): how long the actuators went without a
+        fresh command."""
         with self._lock:
             return self._summary()
 
@@ -81,11 +87,16 @@ class LoopStats:
             return {'commands': 0, 'delivered_pct': 0.0}
         latency_ms = np.asarray(self._latencies_ns, dtype=float) / 1e6
         expected = round((self.last_stamp_ns - self.first_stamp_ns) / self.period_ns) + 1
-        in_time = int(np.count_nonzero(latency_ms <= self.period_ns / 1e6))
+        answered_in_time = latency_ms <= self.period_ns / 1e6
+        in_time = int(np.count_nonzero(answered_in_time))
+        in_time_stamps = np.sort(np.asarray(self._stamps_ns, dtype=np.int64)[answered_in_time])
         return {
             'commands': len(latency_ms),
             'expected_samples': int(expected),
             'delivered_pct': round(100.0 * in_time / expected, 3),
+            'late_commands': self.late,
+            'unanswered_samples': int(expected - len(latency_ms)),
+            'longest_gap_ms': round(float(np.diff(in_time_stamps).max(initial=0)) / 1e6, 3),
             'latency_p50_ms': round(float(np.percentile(latency_ms, 50)), 3),
             'latency_p90_ms': round(float(np.percentile(latency_ms, 90)), 3),
             'latency_p99_ms': round(float(np.percentile(latency_ms, 99)), 3),
@@ -101,7 +112,7 @@ class LoopStats:
         """[sample stamp, arrival] of every late command and [stamp, stamp + period] of every
         sample no command answered: the windows in which the loop failed, to set beside what
         else the machine was doing then (exo_common.timer_probe.attribute)."""
-        seen = np.fromiter(self._seen_stamps, dtype=np.int64, count=len(self._seen_stamps))
+        seen = np.asarray(self._stamps_ns, dtype=np.int64)
         present = np.zeros(expected, dtype=bool)
         present[np.rint((seen - self.first_stamp_ns) / self.period_ns).astype(np.int64)] = True
         missing = self.first_stamp_ns + np.rint(np.flatnonzero(~present) * self.period_ns).astype(np.int64)

@@ -56,7 +56,15 @@ LOCKSTEP_IMU_PERIODS = 3  # lock-step: how far the processed pelvis IMU may trai
 SPIN_MARGIN_S = 0.0001
 CALLBACKS_BEHIND_S = 0.005
 CALLBACKS_PER_ROUND = 8
-MAX_LAG_S = 0.005  # realtime: further behind than this, the schedule slips (stamps stay current, as a real device's would)
+# Real time, behind schedule: which samples are still sent (MujocoSimNode._answerable)
+RESPONSE_SMOOTHING = 1.0 / 16.0
+MAX_EXPECTED_RESPONSE = 0.75  # control periods: a sample less late than a quarter period always goes
+# Real time, further behind than this the schedule slips (stamps stay current, as a real device's
+# would) and the simulated world waits instead of running on the last command: held for
+# several periods while the computer stalled, the full-assistance controller's torques (up to
+# 120 Nm) drove a knee past its velocity limit (a 500 Hz session with 6-14 ms holds, measured).
+MAX_LAG_PERIODS = 2
+MAX_LAG_S = 0.005  # lock-step: further behind real time than this, carry on slower
 
 PARAMETERS = [
     *PARAM_SPECS,
@@ -93,6 +101,7 @@ class MujocoSimNode(ExoNode):
         # 100 Hz serves a use_sim_time viewer.
         self._realtime_clock_steps = max(1, round(REALTIME_CLOCK_PERIOD_S / params['timestep_s']))
         self._control_steps = max(1, round(1.0 / (params['control_rate_hz'] * params['timestep_s'])))
+        self._control_period_s = self._control_steps * params['timestep_s']
         # published from the physics thread; in-process subscribers (the encoder node, when the
         # runner composes the loop into one process) are called there, holding the process lock
         self._joint_pub = self.create_local_publisher(JointState, '/hw/joint_states', STREAM_QOS)
@@ -126,6 +135,9 @@ class MujocoSimNode(ExoNode):
         self._emg_times = [(0, int(round(k * 1e9 / self.sim.emg_fs))) for k in range(batch)]
         self._strikes_published = {leg: 0 for leg in LEGS}
         self._slips = 0
+        self._samples_skipped = 0
+        self._sample_sent_at = None
+        self._response_s = 0.0  # smoothed time from an encoder sample to the command answering it
         self._next_view = 0.0
         self._active_problems = ()
         self._viewer = self._open_viewer() if params['viewer'] else None
@@ -192,6 +204,10 @@ class MujocoSimNode(ExoNode):
             self._command_arrived.notify()
 
     def _on_command(self, msg: Float64MultiArray) -> None:
+        sent = self._sample_sent_at
+        if sent is not None:
+            self._sample_sent_at = None
+            self._response_s += RESPONSE_SMOOTHING * (time.monotonic() - sent - self._response_s)
         with self._command_arrived:
             self._latest_command = (list(msg.data), self.sim.time)  # a local message is not ours to keep
             self._command_count += 1
@@ -316,8 +332,9 @@ class MujocoSimNode(ExoNode):
 
         realtime: a sample every control period of the wall clock, stamps on the wall clock; a
         command that has not arrived when its interval must be integrated (the next sample is
-        due) misses it, and a loop that falls behind slips by whole control periods (as a real
-        device's clock keeps running).
+        due) misses it; behind schedule, a sample that cannot be answered in time is not sent
+        (_answerable), and a loop more than MAX_LAG_PERIODS behind slips by whole control periods
+        (as a real device's clock keeps running).
         lockstep: after each control sample, wait (up to lockstep.wait_s) for the command
         answering it, so every command reaches its physics step, and at each IMU sample for the
         processed pelvis IMU of a few samples before (once that stream exists); time is simulated time
@@ -354,7 +371,7 @@ class MujocoSimNode(ExoNode):
                 delay = due - time.monotonic()
                 if delay > 0.0:
                     self._idle_until(due)
-                elif delay < -MAX_LAG_S and not self._lockstep:
+                elif not self._lockstep and delay < -MAX_LAG_PERIODS * self._control_period_s:
                     # skip whole control periods: stamps stay on the wall clock and on the
                     # sample grid
                     period = self._control_steps * sim.dt
@@ -363,7 +380,7 @@ class MujocoSimNode(ExoNode):
                     self._origin_ns += int(round(skipped * 1e9))
                     self._slips += 1
                     due += skipped
-                elif delay < -MAX_LAG_S:  # lock-step behind real time: carry on, slower
+                elif self._lockstep and delay < -MAX_LAG_S:  # behind real time: carry on, slower
                     wall_start -= delay
             with PROCESS_LOCK:
                 if self._lockstep:  # simulated time keeps no schedule: spare time from now
@@ -371,7 +388,7 @@ class MujocoSimNode(ExoNode):
                 else:
                     deadline = due + sim.dt - PHYSICS_RESERVE_S
                 try:
-                    self._publish_step(deadline)
+                    self._publish_step(deadline, self._lockstep or self._answerable(due))
                 except Exception as exc:
                     self._report_step_failure(exc)
                     failed = True
@@ -399,6 +416,17 @@ class MujocoSimNode(ExoNode):
                 due_ns = self._origin_ns + int(round((sim.time - lag_s) * 1e9))
                 self._wait_for(lambda: self._pelvis_seen_ns >= due_ns, self.params['lockstep.wait_s'])
 
+    def _answerable(self, due: float) -> bool:
+        """Whether the control sample due now can still be answered before the next one is due,
+        going by the recent sample-to-command times. Behind schedule, one that cannot is not
+        sent (it counts as missed): its answer would come too late for its physics step and
+        hold the loop behind for the samples after it. Measured at 1 kHz: a backlog of old
+        samples, answered one by one, kept the loop late for tens of periods after a stall of
+        the machine, and of the samples sent 0.7-1.0 ms late 49 of 51 were answered late. A
+        real device's register, likewise, holds only its newest sample."""
+        expected = min(self._response_s, MAX_EXPECTED_RESPONSE * self._control_period_s)
+        return time.monotonic() + expected < due + self._control_period_s
+
     def _report_step_failure(self, exc: Exception) -> None:
         self.get_logger().error(f'simulation step failed: {exc!r}')
         self.publish_diagnostics([Report(f'{NODE_NAME}: simulation', Level.ERROR, f'step failed: {exc!r}')])
@@ -407,15 +435,18 @@ class MujocoSimNode(ExoNode):
         nanoseconds = self._origin_ns + int(round(sim_seconds * 1e9))
         return TimeMsg(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
-    def _publish_step(self, deadline: float) -> None:
+    def _publish_step(self, deadline: float, sample_answerable: bool) -> None:
         sim = self.sim
         stamp = self._stamp(sim.time)
         if self._lockstep or sim.steps % self._realtime_clock_steps == 0:
             self._clock_pub.publish(Clock(clock=stamp))
-        if sim.steps % self._control_steps == 0:
+        if sim.steps % self._control_steps == 0 and not sample_answerable:
+            self._samples_skipped += 1
+        elif sim.steps % self._control_steps == 0:
             sample = sim.encoders()
             msg = JointState(name=JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
             msg.header.stamp = stamp
+            self._sample_sent_at = time.monotonic()
             self._joint_pub.publish(msg)  # the control loop answers it before anything else
         sim.sample_devices()
 
@@ -487,7 +518,8 @@ class MujocoSimNode(ExoNode):
         sim = self.sim
         values = {'sim_time_s': f'{sim.time:.3f}', 'pacing': self.params['pacing'],
                   'belt_speed_mps': f'{sim.belt_speed:.3f}', 'bws_percent': f'{sim.bws_percent:.1f}',
-                  'patient': sim.profile.name, 'schedule_slips': self._slips}
+                  'patient': sim.profile.name, 'schedule_slips': self._slips,
+                  'samples_not_sent_behind_schedule': self._samples_skipped}
         if real_time_factor is not None:
             values['real_time_factor'] = f'{real_time_factor:.3f}'
         level = Level.OK

@@ -88,6 +88,9 @@ def test_loop_stats_count_late_and_missing_commands():
     assert summary['expected_samples'] == 10 and summary['duplicates'] == 1
     assert summary['off_grid'] == 1
     assert summary['delivered_pct'] == 80.0
+    assert summary['late_commands'] == 1 and summary['unanswered_samples'] == 1
+    # 3 to 5 around the missing sample, 6 to 8 around the late one
+    assert summary['longest_gap_ms'] == 2.0
     assert summary['latency_max_ms'] == 1.5
     assert summary['window_ns'] == [base, base + 10_000_000]
     assert summary['late_windows_ns'] == [[base + 4_000_000, base + 5_000_000],   # the missing one

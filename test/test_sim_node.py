@@ -11,7 +11,7 @@ from std_msgs.msg import Float64, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from exo_common.joints import EMG_CHANNELS, JOINT_NAMES
-from exo_common.ros import DIAGNOSTICS_QOS, LATCHED_QOS
+from exo_common.ros import DIAGNOSTICS_QOS, LATCHED_QOS, STREAM_QOS
 from exo_common.testing import wait_until
 from exo_sim.mujoco_sim_node import MujocoSimNode
 
@@ -139,6 +139,48 @@ def test_the_runner_picks_a_physics_step_every_control_rate_divides():
         assert physics_timestep(rate) == pytest.approx(step)
         steps = 1.0 / (rate * physics_timestep(rate))
         assert steps == pytest.approx(round(steps))
+
+
+@pytest.mark.parametrize('rate_hz, stall_periods', [(1000.0, (1.5, 4.5)), (250.0, (1.5, 2.6))])
+def test_after_a_stall_the_loop_gets_the_newest_sample_not_a_backlog(ros, rate_hz, stall_periods):
+    """A stall of the loop (here its own subscriber blocking, as a machine stall would) must not
+    leave it answering old samples. A short one: the samples that came due meanwhile are not
+    sent, they could not be answered in time. One more than MAX_LAG_PERIODS long: the schedule
+    slips past them, and the simulated world waits instead of running on the last command.
+    Either way the next sample goes out in time to be answered, and stamps stay on the wall
+    clock. Answering the backlog one by one kept a 1 kHz loop late for tens of periods after
+    each stall; at 250 Hz a stall of 6.5 ms once made the device clock fall behind for good."""
+    from exo_common.ros import ExoNode
+    period_ms = 1000.0 / rate_hz
+    sim = start(ros, control_rate_hz=rate_hz)
+    received = []
+    stalls = {stall: [] for stall in stall_periods}
+    loop = ros.add_node(ExoNode('stalling_loop', [], context=ros.context))
+    answer = loop.create_local_publisher(Float64MultiArray, '/effort_controller/commands', STREAM_QOS)
+    zero = Float64MultiArray(data=[0.0] * len(JOINT_NAMES))
+
+    def on_sample(msg):
+        received.append((stamp_ns(msg.header.stamp), time.time_ns()))
+        if len(received) % 100 == 0:
+            stall = stall_periods[(len(received) // 100) % 2]
+            stalls[stall].append(received[-1][0])
+            time.sleep(stall * period_ms * 1e-3)
+        else:
+            time.sleep(0.0004)  # the controller's work
+        answer.publish(zero)
+
+    loop.create_local_subscription(JointState, '/hw/joint_states', on_sample, STREAM_QOS)
+    wait_until(lambda: min(len(v) for v in stalls.values()) >= 4, 20.0, 'eight stalls of the loop')
+    samples = np.array(received)
+    for stall in stall_periods:
+        # the first sample sent after the stall could still be answered in time, going by the
+        # 0.4 ms the answers took (a backlog: late by most of the stall)
+        after = np.flatnonzero(np.isin(samples[:-1, 0], stalls[stall][:-1])) + 1
+        lateness_ms = (samples[after, 1] - samples[after, 0]) / 1e6
+        assert (lateness_ms < period_ms - 0.2).all(), (stall, lateness_ms)
+    lateness_ms = (samples[:, 1] - samples[:, 0]) / 1e6
+    assert np.median(lateness_ms) < 0.5 * period_ms   # the device clock stays on the wall clock
+    assert sim._samples_skipped + sim._slips >= sum(len(v) for v in stalls.values()) - 2
 
 
 class _CountingExecutor:
