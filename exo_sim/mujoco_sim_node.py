@@ -440,14 +440,15 @@ class MujocoSimNode(ExoNode):
         stamp = self._stamp(sim.time)
         if self._lockstep or sim.steps % self._realtime_clock_steps == 0:
             self._clock_pub.publish(Clock(clock=stamp))
-        if sim.steps % self._control_steps == 0 and not sample_answerable:
-            self._samples_skipped += 1
-        elif sim.steps % self._control_steps == 0:
-            sample = sim.encoders()
-            msg = JointState(name=JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
-            msg.header.stamp = stamp
-            self._sample_sent_at = time.monotonic()
-            self._joint_pub.publish(msg)  # the control loop answers it before anything else
+        if sim.steps % self._control_steps == 0:
+            if sample_answerable:
+                sample = sim.encoders()
+                msg = JointState(name=JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
+                msg.header.stamp = stamp
+                self._sample_sent_at = time.monotonic()
+                self._joint_pub.publish(msg)  # the control loop answers it before anything else
+            else:
+                self._samples_skipped += 1
         sim.sample_devices()
 
         # The devices' messages are built and published in the step's spare time (stamps
