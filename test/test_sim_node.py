@@ -36,18 +36,23 @@ def test_device_topics_rates_and_stamps(ros):
     imu = ros.collect(Imu, '/hw/imu/pelvis_imu')
     emg = ros.collect(JointTrajectory, '/hw/emg')
     speed = ros.collect(Float64, '/hw/treadmill/speed')
-    start(ros, **{'treadmill.speed_kmh': 1.8})
+    sim = start(ros, **{'treadmill.speed_kmh': 1.8})
     wait_until(lambda: len(joints) > 1500, 10.0, '1.5 s of joint states')
     assert list(joints[-1].name) == list(JOINT_NAMES)
     stamps = np.array([stamp_ns(m.header.stamp) for m in joints[-1000:]])
+    imu_stamps = [stamp_ns(m.header.stamp) for m in list(imu)[-200:]]
+    slips, not_sent = sim._slips, sim._samples_skipped
     gaps = np.diff(stamps)
-    # Every sample is 1 ms after the previous one; the Python probe may drop a few at 1 kHz.
+    # Every sample is 1 ms after the previous one, on the grid. Longer gaps: the schedule
+    # slipped or a sample was not sent (the node counts both; a machine that stalls makes
+    # them), or the Python probe dropped one at 1 kHz.
     assert (gaps > 0).all() and (gaps % 1_000_000 == 0).all()
-    assert np.mean(gaps == 1_000_000) > 0.95
+    assert np.count_nonzero(gaps != 1_000_000) <= slips + not_sent + 50
     assert abs(stamps[-1] * 1e-9 - time.time()) < 1.0     # real time: stamps near the wall clock
-    imu_gaps = np.diff([stamp_ns(m.header.stamp) for m in list(imu)[-200:]])
-    # 100 Hz; a loop that fell behind skips whole physics steps, so every gap is on the 1 ms grid
-    assert (imu_gaps % 1_000_000 == 0).all() and np.mean(imu_gaps == 10_000_000) > 0.95
+    imu_gaps = np.diff(imu_stamps)
+    # 100 Hz, on the 1 ms grid; only a slip of the schedule makes a gap longer
+    assert (imu_gaps % 1_000_000 == 0).all()
+    assert np.count_nonzero(imu_gaps != 10_000_000) <= slips, (imu_gaps, slips)
     assert imu[-1].header.frame_id == 'pelvis_imu' and imu[-1].orientation_covariance[0] == -1.0
     assert imu[-1].linear_acceleration.z > 5.0
     assert list(emg[-1].joint_names) == list(EMG_CHANNELS) and len(emg[-1].points) == 20
