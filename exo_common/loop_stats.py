@@ -27,7 +27,6 @@ class LoopStats:
         self._latencies_ns: list[int] = []
         self._stamps_ns: list[int] = []  # of the samples in _latencies_ns, in the same order
         self._seen_stamps: set[int] = set()
-        self._late: list[tuple[int, int]] = []  # (sample stamp, arrival) of late commands
         self.first_stamp_ns = None
         self.last_stamp_ns = None
         self.duplicates = 0
@@ -63,7 +62,6 @@ class LoopStats:
         self._stamps_ns.append(source_stamp_ns)
         if latency_ns > self.period_ns:
             self.late += 1
-            self._late.append((source_stamp_ns, arrival_ns))
         if self.first_stamp_ns is None or source_stamp_ns < self.first_stamp_ns:
             self.first_stamp_ns = source_stamp_ns
         if self.last_stamp_ns is None or source_stamp_ns > self.last_stamp_ns:
@@ -113,9 +111,11 @@ class LoopStats:
         sample no command answered: the windows in which the loop failed, to set beside what
         else the machine was doing then (exo_common.timer_probe.attribute)."""
         seen = np.asarray(self._stamps_ns, dtype=np.int64)
+        latency = np.asarray(self._latencies_ns, dtype=np.int64)
         present = np.zeros(expected, dtype=bool)
         present[np.rint((seen - self.first_stamp_ns) / self.period_ns).astype(np.int64)] = True
         missing = self.first_stamp_ns + np.rint(np.flatnonzero(~present) * self.period_ns).astype(np.int64)
-        windows = [list(pair) for pair in self._late]
+        late = latency > self.period_ns
+        windows = np.stack((seen[late], seen[late] + latency[late]), axis=1).tolist()
         windows += [[stamp, stamp + round(self.period_ns)] for stamp in missing.tolist()]
         return sorted(windows)

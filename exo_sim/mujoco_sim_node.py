@@ -374,7 +374,7 @@ class MujocoSimNode(ExoNode):
                 elif not self._lockstep and delay < -MAX_LAG_PERIODS * self._control_period_s:
                     # skip whole control periods: stamps stay on the wall clock and on the
                     # sample grid
-                    period = self._control_steps * sim.dt
+                    period = self._control_period_s
                     skipped = math.ceil(-delay / period) * period
                     wall_start += skipped
                     self._origin_ns += int(round(skipped * 1e9))
@@ -388,7 +388,7 @@ class MujocoSimNode(ExoNode):
                 else:
                     deadline = due + sim.dt - PHYSICS_RESERVE_S
                 try:
-                    self._publish_step(deadline, self._lockstep or self._answerable(due))
+                    self._publish_step(deadline, due)
                 except Exception as exc:
                     self._report_step_failure(exc)
                     failed = True
@@ -435,13 +435,13 @@ class MujocoSimNode(ExoNode):
         nanoseconds = self._origin_ns + int(round(sim_seconds * 1e9))
         return TimeMsg(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
-    def _publish_step(self, deadline: float, sample_answerable: bool) -> None:
+    def _publish_step(self, deadline: float, due: float) -> None:
         sim = self.sim
         stamp = self._stamp(sim.time)
         if self._lockstep or sim.steps % self._realtime_clock_steps == 0:
             self._clock_pub.publish(Clock(clock=stamp))
         if sim.steps % self._control_steps == 0:
-            if sample_answerable:
+            if self._lockstep or self._answerable(due):
                 sample = sim.encoders()
                 msg = JointState(name=JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
                 msg.header.stamp = stamp
