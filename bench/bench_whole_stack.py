@@ -10,9 +10,11 @@ Then short runs at rising rates find where the stack stops keeping up.
 Beside each run, exo_common.timer_probe (cyclictest's method, at a real-time priority above the
 stack's) measures how late the machine itself wakes a thread that does nothing else; under
 `machine` each run reports those stalls, how many of the late or missing commands fell in
-one, and the steal time (/proc/stat: CPU time a virtual machine's host gave to others while
-this machine wanted it): misses the stack could not have prevented on that machine. The
-targets are judged on every miss all the same.
+one, the steal time (/proc/stat: CPU time a virtual machine's host gave to others while
+this machine wanted it), and the machine's ceiling (`ceiling_pct`): the most a loop at that
+rate could have delivered on the probe's CPU if each period had cost it nothing but the run's
+median response, i.e. the misses no stack could have prevented on that machine. The targets
+are judged on every miss all the same.
 """
 import json
 import os
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -139,7 +142,7 @@ def session(rate: float, duration: float, record: bool = True) -> dict:
               'exit_code': runner.returncode, 'faulted': runner.returncode == 1}
     if runner.returncode not in (0, 1):
         result['error'] = output.strip().splitlines()[-3:]
-    result['machine'] = machine_stalls(folder / 'probe.npz', window, late_windows)
+    result['machine'] = machine_stalls(folder / 'probe.npz', window, late_windows, rate, loop.get('latency_p50_ms'))
     result['machine']['steal_pct'] = steal_pct(steal, window)
     return result
 
@@ -153,9 +156,11 @@ def steal_pct(samples: list, window):
     return round(100.0 * (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2]), 2)
 
 
-def machine_stalls(probe_file: pathlib.Path, window, late_windows: list) -> dict:
+def machine_stalls(probe_file: pathlib.Path, window, late_windows: list, rate: float,
+                   response_ms: Optional[float]) -> dict:
     """The probe's figures over the loop's measurement window (start-up excluded, as for the
-    loop) and the late or missing commands inside its stalls."""
+    loop), the late or missing commands inside its stalls, and the machine's ceiling: the most
+    a loop at this rate answering in response_ms (the run's median) could have delivered."""
     try:
         probe = np.load(probe_file)
     except OSError:
@@ -169,6 +174,10 @@ def machine_stalls(probe_file: pathlib.Path, window, late_windows: list) -> dict
     if figures['realtime_priority']:  # at normal priority its stalls include the stack's own load
         figures['of_which_in_machine_stalls'] = timer_probe.attribute(
             np.array(late_windows, dtype=np.int64), timer_probe.stalls(due, latency))
+    period_ns = round(1e9 / rate)
+    if response_ms is not None and 0.0 <= response_ms * 1e6 < period_ns:
+        figures['ceiling_pct'] = timer_probe.ceiling_pct(due, latency, period_ns,
+                                                         period_ns - round(response_ms * 1e6))
     return figures
 
 
@@ -183,6 +192,9 @@ def _machine_note(figures: dict) -> str:
                  ' late or missing commands fell in a stall > 0.5 ms')
     if machine.get('steal_pct') is not None:
         note += f'; steal time {machine["steal_pct"]} % of the CPU time'
+    if machine.get('ceiling_pct') is not None:
+        note += (f'; on the probe\'s CPU a loop needing nothing but its median response every period'
+                 f' would have delivered at most {machine["ceiling_pct"]} %')
     return note
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -88,6 +89,34 @@ def stalls(due_ns: np.ndarray, latency_ns: np.ndarray, threshold_ns: int = STALL
     late = np.asarray(latency_ns) > threshold_ns
     starts = np.asarray(due_ns)[late]
     return np.stack([starts, starts + np.asarray(latency_ns)[late]], axis=1) if len(starts) else np.empty((0, 2), np.int64)
+
+
+def ceiling_pct(due_ns: np.ndarray, latency_ns: np.ndarray, period_ns: int, budget_ns: int) -> Optional[float]:
+    """The most a control loop could have delivered on this machine while the probe ran: the
+    percentage of the deadlines, one every period_ns over the probe's span, at which a thread
+    that needs no time of its own would have run within budget_ns (a loop's period less its
+    sample-to-command time). A deadline inside a stall that outlasts the budget is missed.
+
+    An upper bound: a stall that began between two of the probe's deadlines counts only from
+    the next one. None when the probe measured nothing.
+
+    Raises:
+        ValueError: a non-positive period, or a budget outside (0, period].
+    """
+    if period_ns <= 0 or not 0 < budget_ns <= period_ns:
+        raise ValueError(f'period_ns must be > 0 and budget_ns in (0, period_ns], got {period_ns}, {budget_ns}')
+    due = np.asarray(due_ns, dtype=np.int64)
+    latency = np.asarray(latency_ns, dtype=np.int64)
+    if not len(due):
+        return None
+    first = due[0]
+    total = int((due[-1] + latency[-1] - first) // period_ns) + 1
+    outlasting = latency > budget_ns
+    starts = due[outlasting] - first
+    ends = starts + latency[outlasting] - budget_ns
+    # deadlines k * period_ns in [start, end): the thread could not run within the budget
+    missed = int(np.sum(np.maximum(0, -(-ends // period_ns) - -(-starts // period_ns))))
+    return round(100.0 * (1.0 - missed / total), 3)
 
 
 def attribute(late_commands: np.ndarray, stall_intervals: np.ndarray) -> int:

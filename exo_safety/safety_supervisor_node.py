@@ -15,7 +15,7 @@ from std_srvs.srv import SetBool, Trigger
 from exo_common.diagnostics import Level, Report
 from exo_common.joints import JOINT_NAMES
 from exo_common.params import ConfigError
-from exo_common.ros import LATCHED_QOS, STREAM_QOS, ExoNode, node_main
+from exo_common.ros import LATCHED_QOS, STREAM_QOS, ExoNode, clock_sec, node_main
 from exo_safety.events import EventKind, EventLog, SafetyEvent
 from exo_safety.supervisor import FAULT, PARAMETERS, Supervisor
 
@@ -97,7 +97,7 @@ class SafetySupervisorNode(ExoNode):
         return self._ros_now() if self._sim_time else time.monotonic()
 
     def _ros_now(self) -> float:
-        return self._clock.now().nanoseconds * 1e-9
+        return clock_sec(self._clock)
 
     def _on_request(self, msg: JointState) -> None:
         steady = self._steady()

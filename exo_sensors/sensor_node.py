@@ -8,7 +8,7 @@ from typing import Iterable
 
 from exo_common.diagnostics import Level, Problems, Report
 from exo_common.params import ParamSpec
-from exo_common.ros import ExoNode
+from exo_common.ros import ExoNode, clock_sec
 
 SUMMARY_PERIOD_S = 1.0
 
@@ -25,7 +25,7 @@ class SensorNode(ExoNode):
 
     def now(self) -> float:
         """The node's clock in seconds (0 while use_sim_time waits for the first /clock)."""
-        return self.get_clock().now().nanoseconds * 1e-9
+        return clock_sec(self.get_clock())
 
     def report(self, key: str, message: str, values: dict, level: Level = Level.ERROR) -> None:
         """Count a problem; publish it immediately when it is new."""

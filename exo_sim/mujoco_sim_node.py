@@ -51,13 +51,16 @@ LOCKSTEP_CALLBACK_WAIT_S = 0.005  # lock-step: longest wait for callbacks queued
 LOCKSTEP_IMU_PERIODS = 3  # lock-step: how far the processed pelvis IMU may trail the simulation
 # Real time, driving the executor: rclpy's events executor wakes 70-100 us after a spin_once
 # timeout (measured, SCHED_FIFO), so it is given the idle time up to SPIN_MARGIN_S before the
-# next sample, and the rest is slept; a loop behind schedule (no idle time) still serves up to
-# CALLBACKS_PER_ROUND callbacks every CALLBACKS_BEHIND_S (an empty spin_once costs about 28 us).
+# next sample, and the rest is waited out without sleeping (on this machine a sleep of 0.1 ms
+# woke 46 us late at the median and cost the thread 31 us of CPU); a loop behind schedule (no
+# idle time) still serves up to CALLBACKS_PER_ROUND callbacks every CALLBACKS_BEHIND_S (an
+# empty spin_once costs about 28 us).
 SPIN_MARGIN_S = 0.0001
 CALLBACKS_BEHIND_S = 0.005
 CALLBACKS_PER_ROUND = 8
-# Real time, behind schedule: which samples are still sent (MujocoSimNode._answerable)
-RESPONSE_SMOOTHING = 1.0 / 16.0
+# Real time, behind schedule: which samples are still sent (MujocoSimNode._answerable), judged
+# by the median of the last RESPONSES_KEPT sample-to-command times
+RESPONSES_KEPT = 15
 MAX_EXPECTED_RESPONSE = 0.75  # control periods: a sample less late than a quarter period always goes
 # Real time, further behind than this the schedule slips (stamps stay current, as a real device's
 # would) and the simulated world waits instead of running on the last command: held for
@@ -137,7 +140,8 @@ class MujocoSimNode(ExoNode):
         self._slips = 0
         self._samples_skipped = 0
         self._sample_sent_at = None
-        self._response_s = 0.0  # smoothed time from an encoder sample to the command answering it
+        self._responses = collections.deque(maxlen=RESPONSES_KEPT)  # sample to command, s
+        self._response_s = 0.0  # their median
         self._next_view = 0.0
         self._active_problems = ()
         self._viewer = self._open_viewer() if params['viewer'] else None
@@ -207,7 +211,9 @@ class MujocoSimNode(ExoNode):
         sent = self._sample_sent_at
         if sent is not None:
             self._sample_sent_at = None
-            self._response_s += RESPONSE_SMOOTHING * (time.monotonic() - sent - self._response_s)
+            responses = self._responses
+            responses.append(time.monotonic() - sent)
+            self._response_s = sorted(responses)[len(responses) // 2]
         with self._command_arrived:
             self._latest_command = (list(msg.data), self.sim.time)  # a local message is not ours to keep
             self._command_count += 1
@@ -249,7 +255,8 @@ class MujocoSimNode(ExoNode):
                 if remaining <= 0.0:
                     break
                 if done is None and remaining <= SPIN_MARGIN_S:
-                    time.sleep(remaining)
+                    while time.monotonic() < deadline:
+                        pass  # a second sleep would wake later still, and costs more than this
                     break
                 # a command that is still to come (another process) is worth the late wake-up
                 executor.spin_once(timeout_sec=remaining if done is not None else remaining - SPIN_MARGIN_S)
@@ -418,12 +425,14 @@ class MujocoSimNode(ExoNode):
 
     def _answerable(self, due: float) -> bool:
         """Whether the control sample due now can still be answered before the next one is due,
-        going by the recent sample-to-command times. Behind schedule, one that cannot is not
-        sent (it counts as missed): its answer would come too late for its physics step and
-        hold the loop behind for the samples after it. Measured at 1 kHz: a backlog of old
-        samples, answered one by one, kept the loop late for tens of periods after a stall of
-        the machine, and of the samples sent 0.7-1.0 ms late 49 of 51 were answered late. A
-        real device's register, likewise, holds only its newest sample."""
+        going by the median of the recent sample-to-command times. Behind schedule, one that
+        cannot is not sent (it counts as missed): its answer would come too late for its physics
+        step and hold the loop behind for the samples after it. Measured at 1 kHz: a backlog of
+        old samples, answered one by one, kept the loop late for tens of periods after a stall
+        of the machine, and of the samples sent 0.7-1.0 ms late 49 of 51 were answered late. A
+        real device's register, likewise, holds only its newest sample. The median, because a
+        stall of the machine in the middle of one answer is not the loop's usual speed: a mean
+        it inflated held back samples that could still be answered while the loop caught up."""
         expected = min(self._response_s, MAX_EXPECTED_RESPONSE * self._control_period_s)
         return time.monotonic() + expected < due + self._control_period_s
 

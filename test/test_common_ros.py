@@ -218,3 +218,19 @@ def test_a_node_driving_the_executor_hands_it_back_when_it_stops(ending, tmp_pat
     else:
         assert done.returncode != 0
         assert 'callback failed in the driver' in done.stderr
+
+
+def test_the_clock_read_directly_is_the_nodes_clock_on_system_and_on_simulated_time(ros):
+    from rclpy.time import Time
+
+    from exo_common.ros import now_sec
+    node = make_node(ros, 'clock_reader')
+    before = node.get_clock().now().nanoseconds * 1e-9
+    assert before <= now_sec(node) <= node.get_clock().now().nanoseconds * 1e-9
+    clock = node.get_clock()
+    clock._set_ros_time_is_active(True)  # what use_sim_time does once /clock arrives
+    try:
+        clock.set_ros_time_override(Time(seconds=12, nanoseconds=500_000_000))
+        assert now_sec(node) == 12.5
+    finally:
+        clock._set_ros_time_is_active(False)

@@ -204,6 +204,29 @@ def _physics_thread_state(executor, served_ago_s):
                            _stop=threading.Event(), _command_arrived=threading.Condition())
 
 
+def test_one_answer_slowed_by_a_stall_does_not_hold_back_the_samples_after_it():
+    """Whether a late sample is still sent goes by the loop's usual answer time: one answer that
+    a stall of the machine stretched to 6 ms must not make a sample 0.45 ms late look
+    unanswerable while the loop catches up (0.25 ms answers; a mean would have said 0.61 ms)."""
+    import collections
+    import threading
+    from types import SimpleNamespace
+
+    from exo_sim import mujoco_sim_node as sim_node
+    node = SimpleNamespace(_responses=collections.deque(maxlen=sim_node.RESPONSES_KEPT), _response_s=0.0,
+                           _sample_sent_at=None, _command_arrived=threading.Condition(),
+                           _latest_command=None, _command_count=0, sim=SimpleNamespace(time=0.0),
+                           _control_period_s=0.001)
+    command = Float64MultiArray(data=[0.0] * len(JOINT_NAMES))
+    for response in [0.00025] * 10 + [0.006] + [0.00025] * 2:
+        node._sample_sent_at = time.monotonic() - response
+        sim_node.MujocoSimNode._on_command(node, command)
+    assert 0.00025 <= node._response_s < 0.0003
+    due = time.monotonic() - 0.00045
+    assert sim_node.MujocoSimNode._answerable(node, due)
+    assert not sim_node.MujocoSimNode._answerable(node, due - 0.0004)  # 0.85 ms late: cannot be
+
+
 def test_a_physics_loop_behind_schedule_still_serves_callbacks():
     """Driving the executor from the physics thread: with no idle time left (behind schedule) the
     callbacks must still run now and then, or the supervisor sees its pelvis IMU go stale."""
