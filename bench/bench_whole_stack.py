@@ -35,6 +35,7 @@ TARGET_RATES = (1000, 500)
 SCALING_RATES = (250, 500, 1000)
 BREAKING_RATES = (1500, 2000, 3000)
 PATIENT = 'stroke_left_hemiparesis'
+RUNNER_GRACE_S = 300  # start-up, shutdown and report on a slow machine; a runner stuck longer is killed
 
 
 def _children(pid: int) -> list:
@@ -118,7 +119,11 @@ def session(rate: float, duration: float, record: bool = True) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    output, _ = runner.communicate()
+    try:
+        output, _ = runner.communicate(timeout=duration + RUNNER_GRACE_S)
+    except subprocess.TimeoutExpired:
+        runner.kill()
+        output = runner.communicate()[0] + f'\nbench: the runner did not end within {RUNNER_GRACE_S} s of the session; killed'
     stop.set()
     sampler.join()
     probe.terminate()

@@ -291,11 +291,14 @@ def sim_main(argv=None) -> int:
         monitor.torque_off()
         stop_groups(processes)
         summary = monitor.summary(outcome, interrupted=bool(interrupted))
-        monitor.close()
-    (plan.output / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
-    print_summary(summary, plan.output)
-    if options.record and options.report:
-        write_report(plan.output)
+        try:  # everything the session leaves is written before leaving ROS (SessionMonitor.close)
+            (plan.output / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n')
+            print_summary(summary, plan.output)
+            if options.record and options.report:
+                write_report(plan.output)
+        finally:
+            sys.stdout.flush()
+            monitor.close()
     return outcome
 
 

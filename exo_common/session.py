@@ -1,4 +1,6 @@
 """The runner's own ROS node: enables the supervisor, watches the session, prints progress."""
+import faulthandler
+import signal
 import sys
 import threading
 import time
@@ -18,6 +20,7 @@ from exo_common.ros import DIAGNOSTICS_QOS, LATCHED_QOS, STREAM_QOS, make_execut
 STARTUP_TIMEOUT_S = 60.0
 PROGRESS_PERIOD_S = 1.0
 SETTLE_S = 3.0  # after every node is up (start-up imports done), before torque may be enabled
+TEARDOWN_TIMEOUT_S = 20  # whole seconds (signal.alarm)
 
 
 class SessionMonitor:
@@ -177,8 +180,22 @@ class SessionMonitor:
         }
 
     def close(self) -> None:
+        """Leave ROS. Call it last: rclpy's teardown can deadlock inside Fast DDS (seen once in
+        hundreds of sessions: deleting the rosout writer waits for the event thread, which waits
+        for discovery's lock), so a teardown that has not ended within TEARDOWN_TIMEOUT_S ends the
+        process (SIGALRM, exit status 142) after printing every thread's stack."""
         self._stop_spin.set()
         self._thread.join(timeout=2.0)
         self.executor.remove_node(self.node)
         self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        guarded = threading.current_thread() is threading.main_thread()
+        if guarded:
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            faulthandler.dump_traceback_later(TEARDOWN_TIMEOUT_S - 1)
+            signal.alarm(TEARDOWN_TIMEOUT_S)
+        try:
+            rclpy.shutdown(context=self.context)
+        finally:
+            if guarded:
+                signal.alarm(0)
+                faulthandler.cancel_dump_traceback_later()

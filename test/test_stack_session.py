@@ -200,3 +200,21 @@ def test_malformed_config_file_names_the_file_and_key(tmp_path):
     done = subprocess.run([sys.executable, '-m', 'exo_common.cli', 'sim', '--config-dir', str(config),
                            '--output', str(tmp_path / 'out')], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and 'safety_supervisor.yaml' in done.stderr
+
+
+def test_a_ros_teardown_that_hangs_ends_the_runner_after_the_session_is_written(tmp_path):
+    """rclpy's teardown once deadlocked inside Fast DDS after a session: the runner must not
+    hang with it. Its files are written before it leaves ROS, and a teardown that does not end
+    in time ends the process with SIGALRM and every thread's stack on stderr."""
+    import signal
+    code = ('import time, rclpy\n'
+            'from exo_common import session\n'
+            'session.TEARDOWN_TIMEOUT_S = 2\n'
+            'monitor = session.SessionMonitor()\n'
+            'rclpy.shutdown = lambda **kwargs: time.sleep(60)\n'
+            'monitor.close()\n')
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGALRM, done.stderr[-2000:]
+    assert time.monotonic() - started < 30
+    assert 'Timeout' in done.stderr and 'close' in done.stderr
