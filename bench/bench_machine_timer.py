@@ -17,7 +17,6 @@ def run(quick: bool = False) -> dict:
     measured = timer_probe.measure(3.0 if quick else 20.0)
     figures = timer_probe.summary(measured['latency_ns'], measured['realtime'])
     for rate in RATES_HZ:
-        period_ns = round(1e9 / rate)
         figures[f'ceiling_{rate}hz_pct'] = timer_probe.ceiling_pct(
-            measured['due_ns'], measured['latency_ns'], period_ns, period_ns - round(STACK_RESPONSE_S * 1e9))
+            measured['due_ns'], measured['latency_ns'], 1.0 / rate, STACK_RESPONSE_S)
     return {**figures, 'failures': []}

@@ -179,10 +179,8 @@ def machine_stalls(probe_file: pathlib.Path, window, late_windows: list, rate: f
     if figures['realtime_priority']:  # at normal priority its stalls include the stack's own load
         figures['of_which_in_machine_stalls'] = timer_probe.attribute(
             np.array(late_windows, dtype=np.int64), timer_probe.stalls(due, latency))
-    period_ns = round(1e9 / rate)
-    if response_ms is not None and 0.0 <= response_ms * 1e6 < period_ns:
-        figures['ceiling_pct'] = timer_probe.ceiling_pct(due, latency, period_ns,
-                                                         period_ns - round(response_ms * 1e6))
+    if response_ms is not None and 0.0 <= response_ms * 1e-3 < 1.0 / rate:
+        figures['ceiling_pct'] = timer_probe.ceiling_pct(due, latency, 1.0 / rate, response_ms * 1e-3)
     return figures
 
 

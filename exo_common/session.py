@@ -186,14 +186,14 @@ class SessionMonitor:
         process (SIGALRM, exit status 142) after printing every thread's stack."""
         self._stop_spin.set()
         self._thread.join(timeout=2.0)
-        self.executor.remove_node(self.node)
-        self.node.destroy_node()
         guarded = threading.current_thread() is threading.main_thread()
         if guarded:
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
             faulthandler.dump_traceback_later(TEARDOWN_TIMEOUT_S - 1)
             signal.alarm(TEARDOWN_TIMEOUT_S)
-        try:
+        try:  # destroying the node deletes DDS writers too, where the same deadlock can strike
+            self.executor.remove_node(self.node)
+            self.node.destroy_node()
             rclpy.shutdown(context=self.context)
         finally:
             if guarded:

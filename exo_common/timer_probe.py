@@ -91,20 +91,23 @@ def stalls(due_ns: np.ndarray, latency_ns: np.ndarray, threshold_ns: int = STALL
     return np.stack([starts, starts + np.asarray(latency_ns)[late]], axis=1) if len(starts) else np.empty((0, 2), np.int64)
 
 
-def ceiling_pct(due_ns: np.ndarray, latency_ns: np.ndarray, period_ns: int, budget_ns: int) -> Optional[float]:
+def ceiling_pct(due_ns: np.ndarray, latency_ns: np.ndarray, period_s: float, response_s: float) -> Optional[float]:
     """The most a control loop could have delivered on this machine while the probe ran: the
-    percentage of the deadlines, one every period_ns over the probe's span, at which a thread
-    that needs no time of its own would have run within budget_ns (a loop's period less its
-    sample-to-command time). A deadline inside a stall that outlasts the budget is missed.
+    percentage of the deadlines, one every period_s over the probe's span, at which a loop that
+    needs nothing but response_s from sample to command would still have answered in time, i.e.
+    a thread that woke within the period less response_s. A deadline inside a stall that
+    outlasts that budget is missed.
 
     An upper bound: a stall that began between two of the probe's deadlines counts only from
     the next one. None when the probe measured nothing.
 
     Raises:
-        ValueError: a non-positive period, or a budget outside (0, period].
+        ValueError: a non-positive period, or a response outside [0, period).
     """
-    if period_ns <= 0 or not 0 < budget_ns <= period_ns:
-        raise ValueError(f'period_ns must be > 0 and budget_ns in (0, period_ns], got {period_ns}, {budget_ns}')
+    if not period_s > 0.0 or not 0.0 <= response_s < period_s:
+        raise ValueError(f'period_s must be > 0 and response_s in [0, period_s), got {period_s}, {response_s}')
+    period_ns = round(period_s * 1e9)
+    budget_ns = period_ns - round(response_s * 1e9)
     due = np.asarray(due_ns, dtype=np.int64)
     latency = np.asarray(latency_ns, dtype=np.int64)
     if not len(due):

@@ -72,10 +72,10 @@ def test_the_machines_ceiling_counts_the_deadlines_a_stall_swallows():
     latency[3], latency[8] = 2_400_000, 700_000
     # 1 kHz, 0.3 ms to answer: the deadlines at 3 and 4 ms are lost (the thread ran at 5.4 ms),
     # the one at 5 ms is met, and a 0.7 ms stall is within the budget
-    assert timer_probe.ceiling_pct(due, latency, 1_000_000, 700_000) == 80.0
+    assert timer_probe.ceiling_pct(due, latency, 0.001, 0.0003) == 80.0
     # 500 Hz: the deadline at 4 ms waits until 5.4 ms, within its 1.7 ms budget
-    assert timer_probe.ceiling_pct(due, latency, 2_000_000, 1_700_000) == 100.0
-    assert timer_probe.ceiling_pct(due, latency, 1_000_000, 600_000) == 70.0
-    assert timer_probe.ceiling_pct(due[:0], latency[:0], 1_000_000, 700_000) is None
+    assert timer_probe.ceiling_pct(due, latency, 0.002, 0.0003) == 100.0
+    assert timer_probe.ceiling_pct(due, latency, 0.001, 0.0004) == 70.0
+    assert timer_probe.ceiling_pct(due[:0], latency[:0], 0.001, 0.0003) is None
     with pytest.raises(ValueError):
-        timer_probe.ceiling_pct(due, latency, 1_000_000, 1_500_000)
+        timer_probe.ceiling_pct(due, latency, 0.001, 0.0015)
