@@ -5,7 +5,8 @@ Per /joint_states sample (GaitController.step):
    request and a problem, and the next good one restarts the ramp-in;
 2. advance the reference cross-fade and the phase (time-based in guidance mode, estimated from
    each leg's hip motion otherwise, see exo_control.phase; in cooperative mode a phase offset
-   also integrates the hip and knee error along the reference, so the patient leads timing);
+   also integrates the hip and knee error along the reference, so the patient leads timing) at
+   the cadence of the belt's current speed; while the belt stands the phase holds;
 3. reference angles and velocities per leg (right leg half a cycle behind in guidance);
 4. torque = exo gravity + friction compensation (every mode, for the state one drive lag
             ahead so the lagging drive delivers it on time)
@@ -21,6 +22,7 @@ Per /joint_states sample (GaitController.step):
 import math
 from typing import Optional, Sequence
 
+from exo_common import normative
 from exo_common.diagnostics import Level, Problems
 from exo_common.joints import EMG_CHANNELS, JOINT_NAMES, JOINTS_PER_LEG, LEGS
 from exo_common.params import ParamSpec
@@ -37,6 +39,12 @@ N_PER_LEG = len(JOINTS_PER_LEG)
 DEG = math.pi / 180.0
 POSITION_MARGIN = 0.2  # rad beyond the URDF range at which a measured angle is implausible
 MAX_PHASE_OFFSET = 0.1  # cycles: the largest correction of the cooperative phase estimate
+# A belt slower than this stands: the gait phase holds (the patient is not walking yet, or any more).
+STANDSTILL_MPS = 0.02
+# Cross-fade of the reference to the belt's new speed: the belt itself changes speed smoothly and
+# the patient walks the pattern of its current speed; reference.blend_time_s (seconds) would
+# leave the curves of a speed the belt left long ago while it runs up.
+TREADMILL_BLEND_S = 0.2
 
 PARAMS = [
     ParamSpec('mode', 'guidance',
@@ -72,7 +80,8 @@ PARAMS = [
               0.5, 1.5),
     ParamSpec('reference.step_height_scale', 1.0, 'scale of the swing knee flexion (foot '
               'clearance)', '', 0.5, 2.0),
-    ParamSpec('reference.blend_time_s', 2.0, 'cross-fade time of any reference change', 's',
+    ParamSpec('reference.blend_time_s', 2.0, 'cross-fade time of a change of the reference settings '
+              '(speed, step scales); the belt\'s own speed changes cross-fade in 0.2 s', 's',
               0.1, 10.0),
     ParamSpec('stiffness.hip', 2500.0, 'hip stiffness at 100 % assistance', 'Nm/rad', 0.0, 3000.0),
     ParamSpec('stiffness.knee', 1500.0, 'knee stiffness at 100 % assistance', 'Nm/rad', 0.0, 3000.0),
@@ -157,6 +166,8 @@ class GaitController:
         self.problems = Problems()
         self.pending: list = []  # (key, Level, message, values) new problems for the node to publish
         self.treadmill_speed: Optional[float] = None
+        self._belt_cadence: Optional[float] = None  # strides/s the belt's speed implies (None: no belt)
+        self._standing = False
         self._treadmill_stamp = -math.inf
         self.reference = GaitReference(params['reference.speed_kmh'] * KMH,
                                        params['reference.step_length_scale'],
@@ -194,6 +205,8 @@ class GaitController:
         self._needs_sync = True
         self._sync_offset = [0.0] * N_JOINTS
         self._sync_stamp = 0.0
+        self._fade_from = 0.0  # stamp the return from the synchronised posture to the gait starts
+        self._sync_posture = [0.0] * N_JOINTS
         self.apply_params(params)
 
     # ---------------------------------------------------------------- configuration
@@ -236,11 +249,23 @@ class GaitController:
             return self.treadmill_speed
         return self.params['reference.speed_kmh'] * KMH
 
-    def _retarget(self) -> None:
+    def cadence(self) -> float:
+        """Strides per second the gait phase advances at now: on a treadmill, the cadence of the
+        belt's current speed (the belt sets the stepping rate while it runs up, so the reference's
+        cross-fade of a speed change must not delay it; 0 while it stands), else the reference's."""
+        return self.reference.stride_rate if self._belt_cadence is None else self._belt_cadence
+
+    def _retarget(self, blend_time_s: Optional[float] = None) -> None:
         p = self.params
         before = self.reference.settings
         self.reference.set_target(self._speed(), p['reference.step_length_scale'],
-                                  p['reference.step_height_scale'])
+                                  p['reference.step_height_scale'], blend_time_s)
+        speed = self.treadmill_speed if p['reference.follow_treadmill'] else None
+        if speed is None:
+            self._belt_cadence = None
+        else:
+            self._belt_cadence = (0.0 if speed < STANDSTILL_MPS
+                                  else 1.0 / normative.stride_time_s(speed, p['patient_height_m']))
         if self.reference.settings != before:
             hip = self.reference.hip_curve()
             for estimator in self.estimators:
@@ -257,7 +282,7 @@ class GaitController:
         self._treadmill_stamp = stamp
         if self.treadmill_speed is None or abs(speed_mps - self.treadmill_speed) >= 0.05 * KMH:
             self.treadmill_speed = speed_mps
-            self._retarget()
+            self._retarget(TREADMILL_BLEND_S if self.params['reference.follow_treadmill'] else None)
         return None
 
     def check_treadmill(self, now: float) -> bool:
@@ -359,13 +384,22 @@ class GaitController:
             dt = 0.0
         reference = self.reference
         reference.advance(dt)
-        rate = reference.stride_rate
-        self.estimators[0].set_nominal_rate(rate)
-        self.estimators[1].set_nominal_rate(rate)
+        rate = self.cadence()
         mode = self._mode
         estimators = self.estimators
-        left = estimators[0].update(q[0], qd[0], dt)
-        right = estimators[1].update(q[3], qd[3], dt)
+        standing = rate == 0.0
+        if standing:
+            # No gait: the phase holds, and the hips' motion (taking up the posture) is no stride.
+            left, right = estimators[0].phase, estimators[1].phase
+        else:
+            if self._standing:  # the belt starts: crossings from before say nothing of this gait
+                for estimator in estimators:
+                    estimator.reset(estimator.phase, rate)
+            estimators[0].set_nominal_rate(rate)
+            estimators[1].set_nominal_rate(rate)
+            left = estimators[0].update(q[0], qd[0], dt)
+            right = estimators[1].update(q[3], qd[3], dt)
+        self._standing = standing
         if mode == 1:
             left = self.time_phase.advance(rate, dt)
             right = (left - 0.5) % 1.0
@@ -382,6 +416,8 @@ class GaitController:
                 left, right = (left + left_shift) % 1.0, (right + right_shift) % 1.0
                 mean_rate = 0.5 * (rates[0] + rates[1])
                 rates = (rates[0] + fusion * (mean_rate - rates[0]), rates[1] + fusion * (mean_rate - rates[1]))
+        if standing:
+            rates = (0.0, 0.0)
         self.phases[0] = left
         self.phases[1] = right
         pos, vel, slope = self.reference_position, self.reference_velocity, self._slope
@@ -395,7 +431,13 @@ class GaitController:
             return self._zero()
         if self._needs_sync:
             self._synchronise(stamp, q)
-        fade = 1.0 - smoothstep((stamp - self._sync_stamp) / self.params['safety.resync_s'])
+        resync_s = self.params['safety.resync_s']
+        if standing and stamp - self._fade_from < resync_s:
+            # Until the belt runs, hold the posture the legs were synchronised in, whatever the
+            # reference's shape does meanwhile; the return to the gait starts with the belt.
+            self._fade_from = stamp
+            self._sync_offset = [held - r for held, r in zip(self._sync_posture, pos)]
+        fade = 1.0 - smoothstep((stamp - self._fade_from) / resync_s)
         if fade > 0.0:
             offset = self._sync_offset
             for j in range(N_JOINTS):
@@ -408,9 +450,9 @@ class GaitController:
         # zero whatever time passed before it, and it scales the whole law (damping included).
         ramp = self.ramp = min(1.0, (stamp - self._sync_stamp) / self.params['safety.torque_ramp_s'])
         if mode == 2 and fade <= 0.0 and self._path_correction > 0.0:
-            self._correct_phase(q, dt, reference.stride_rate)
+            self._correct_phase(q, dt, rate)
         if mode != 0:
-            self._add_assistance(torque, q, qd, stamp, dt, learn=ramp >= 1.0 and fade <= 0.0)
+            self._add_assistance(torque, q, qd, stamp, dt, learn=ramp >= 1.0 and fade <= 0.0 and not standing)
         else:
             self.assistance = [0.0] * N_JOINTS
         limit = self._effort_limit
@@ -506,15 +548,16 @@ class GaitController:
             self._phase_offset = [0.0, 0.0]
             for estimator, phase in zip(self.estimators, (left, left - 0.5)):
                 if self._restart_phase or not estimator.locked:
-                    estimator.reset(phase, self.reference.stride_rate)
+                    estimator.reset(phase, self.cadence())
             phases = tuple(estimator.phase for estimator in self.estimators)
         if phases is not None:
             # The offset that fades out must be taken from the reference at the new phases.
             self.phases[0], self.phases[1] = phases
             self.reference.sample_leg(phases[0], self.reference_position, self._slope, 0)
             self.reference.sample_leg(phases[1], self.reference_position, self._slope, N_PER_LEG)
+        self._sync_posture = list(q)
         self._sync_offset = [m - r for m, r in zip(q, self.reference_position)]
-        self._sync_stamp = stamp
+        self._sync_stamp = self._fade_from = stamp
         self.ramp = 0.0
         self._needs_sync = self._restart_phase = False
         self.aan.discard_partial()

@@ -96,6 +96,7 @@ class GaitReference:
         self._new = self._table(*self.settings)
         self._old = self._new
         self._blend = 1.0
+        self._fade_time = blend_time_s
 
     def _table(self, speed_mps, step_length_scale, step_height_scale) -> _Table:
         curves = build_curves(speed_mps, step_length_scale, step_height_scale, self.height_m)
@@ -106,8 +107,11 @@ class GaitReference:
         return _Table.of(curves, slopes, rate)
 
     def set_target(self, speed_mps: Optional[float] = None, step_length_scale: Optional[float] = None,
-                   step_height_scale: Optional[float] = None) -> None:
-        """Start a cross-fade to new settings (None keeps a setting); no-op when unchanged."""
+                   step_height_scale: Optional[float] = None, blend_time_s: Optional[float] = None) -> None:
+        """Start a cross-fade to new settings (None keeps a setting); no-op when unchanged.
+
+        blend_time_s: this cross-fade's duration (default: the blend_time_s attribute).
+        """
         target = tuple(old if new is None else float(new) for old, new in
                        zip(self.settings, (speed_mps, step_length_scale, step_height_scale)))
         if target == self.settings:
@@ -117,7 +121,8 @@ class GaitReference:
         self.settings = target
         self._old = self._new
         self._new = self._table(*target)
-        self._blend = 0.0 if self.blend_time_s > 0.0 else 1.0
+        self._fade_time = self.blend_time_s if blend_time_s is None else blend_time_s
+        self._blend = 0.0 if self._fade_time > 0.0 else 1.0
 
     def _freeze_blend(self) -> None:
         """Make the current mix the new starting table (a change arrived mid-fade)."""
@@ -129,7 +134,7 @@ class GaitReference:
 
     def advance(self, dt: float) -> None:
         if self._blend < 1.0:
-            self._blend = min(1.0, self._blend + dt / self.blend_time_s)
+            self._blend = min(1.0, self._blend + dt / self._fade_time)
 
     @property
     def blending(self) -> bool:

@@ -377,6 +377,47 @@ def test_treadmill_speed_moves_the_reference_and_times_out(dynamics, limits):
     assert controller.reference.settings[0] == pytest.approx(2.0 * KMH)
 
 
+@pytest.mark.parametrize('mode', ['guidance', 'cooperative'])
+def test_a_standing_belt_holds_phase_and_posture_until_it_runs(dynamics, limits, mode):
+    posture = [0.3, 0.1, 0.0, -0.15, 0.15, 0.25]
+    controller = make_controller(dynamics, limits, mode=mode)
+    controller.set_treadmill_speed(0.0, 1.0)
+    assert controller.cadence() == 0.0
+    request, stamp = settle(controller, posture, seconds=3.0)  # past ramp-in and re-sync time
+    phases = list(controller.phases)
+    assert controller.reference_position == pytest.approx(posture, abs=1e-9)
+    assert controller.reference_velocity == [0.0] * 6
+    assert request == pytest.approx(dynamics.gravity(posture), abs=1e-6)
+    # the belt starts: the phase runs at its cadence, the reference leaves the posture smoothly
+    speed = 0.3
+    controller.set_treadmill_speed(speed, stamp)
+    previous = list(controller.reference_position)
+    for _ in range(200):
+        controller.step(stamp, posture, [0.0] * 6)
+        assert max(abs(a - b) for a, b in zip(controller.reference_position, previous)) < 0.002
+        previous = list(controller.reference_position)
+        stamp += DT
+    cadence = 1.0 / normative.stride_time_s(speed)
+    assert wrap_half(controller.phases[0] - phases[0]) == pytest.approx(200 * DT * cadence, rel=0.3)
+
+
+def test_the_phase_runs_at_the_cadence_of_the_belt_speed_at_once(dynamics, limits):
+    """A belt running up, as /hw/treadmill/speed reports it (10 Hz): the phase advances at the
+    cadence of each new speed from the next sample on, not after the reference's cross-fade
+    (blend_time_s, meant for a therapist's changes, would have it trail the belt)."""
+    controller = make_controller(dynamics, limits, mode='guidance', **{'reference.blend_time_s': 5.0})
+    stamp = 1.0
+    controller.step(stamp, [0.1] * 6, [0.0] * 6)
+    for speed in (0.1, 0.2, 0.3, 0.4):
+        controller.set_treadmill_speed(speed, stamp)
+        start = controller.phases[0]
+        for _ in range(100):
+            stamp += DT
+            controller.step(stamp, [0.1] * 6, [0.0] * 6)
+        cadence = 1.0 / normative.stride_time_s(speed)
+        assert wrap_half(controller.phases[0] - start) == pytest.approx(100 * DT * cadence, rel=1e-6)
+
+
 def test_cross_parameter_check_refuses_inverted_emg_thresholds():
     params = resolve(PARAMS, {'emg.threshold': 0.5, 'emg.full_activation': 0.3})
     assert 'must exceed' in check_params(params)
