@@ -258,10 +258,10 @@ class GaitController:
     def _retarget(self, blend_time_s: Optional[float] = None) -> None:
         p = self.params
         before = self.reference.settings
-        self.reference.set_target(self._speed(), p['reference.step_length_scale'],
-                                  p['reference.step_height_scale'], blend_time_s)
-        speed = self.treadmill_speed if p['reference.follow_treadmill'] else None
-        if speed is None:
+        speed = self._speed()
+        self.reference.set_target(speed, p['reference.step_length_scale'], p['reference.step_height_scale'],
+                                  blend_time_s)
+        if not p['reference.follow_treadmill'] or self.treadmill_speed is None:
             self._belt_cadence = None
         else:
             self._belt_cadence = (0.0 if speed < STANDSTILL_MPS

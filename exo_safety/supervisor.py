@@ -46,7 +46,7 @@ PARAMETERS = [
               0.0, 50.0, length=len(JOINT_NAMES)),
     ParamSpec('effort.limit_fraction', 1.0, 'share of the URDF effort limit a command may use',
               '', 0.05, 1.0, step=0.05),
-    ParamSpec('effort.rate_limit', 5000.0, 'largest change of a joint torque command per second',
+    ParamSpec('effort.rate_limit', 20000.0, 'largest change of a joint torque command per second',
               'N m/s', 10.0, 100000.0),
     ParamSpec('position.soft_zone', 0.05, 'width inside each URDF position limit where torque '
               'pushing towards the limit is removed', 'rad', 0.0, 0.3),
