@@ -308,7 +308,8 @@ def test_the_supervised_loop_keeps_a_margin_for_late_commands(rate_limit, delay_
     full-assistance loop toward instability; the supervisor's torque rate limit adds lag of its
     own. Measured here (15 s, no outages): with the former 5,000 N m/s the loop rang into a
     VELOCITY_LIMIT fault once commands came 4 ms late (3 ms passed); with 10,000 at 5 ms; with the
-    shipped limit it holds 5 ms (6 ms is marginal at any limit: these gains' own margin)."""
+    shipped limit (and with 100,000) it holds 5 ms; at 6 ms it failed once even so, these gains'
+    own margin. (The physics step is 1 ms: delay_ms is also the delay in steps.)"""
     overrides = None if rate_limit is None else {'effort.rate_limit': rate_limit}
     supervisor, _ = supervised_session(15.0, command_delay_steps=delay_ms, supervisor_overrides=overrides)
     faults = [event.code for event in supervisor.drain_events() if event.kind == EventKind.FAULT]
