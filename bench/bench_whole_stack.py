@@ -227,6 +227,7 @@ def run(quick: bool = False) -> dict:
         figures = session(rate, duration)
         results[f'{rate}hz'] = figures
         if rate in TARGET_RATES:
+            failures_before = len(failures)
             if figures.get('faulted') or figures.get('exit_code') != 0:
                 failures.append(f'{rate} Hz: session ended with exit code {figures.get("exit_code")}')
             missed = []
@@ -237,8 +238,9 @@ def run(quick: bool = False) -> dict:
                     missed.append(f'{key} {value} (target {"<=" if key != "delivered_pct" else ">="} {target})')
             if missed:
                 failures.append(f'{rate} Hz: {", ".join(missed)}{_machine_note(figures)}')
-            keep_folder_if(figures, any(f.startswith(f'{rate} Hz') for f in failures))
-            if 'folder' in figures:
+            failed = len(failures) > failures_before
+            keep_folder_if(figures, failed)
+            if failed:
                 failures[-1] += f' (session kept in {figures["folder"]})'
         else:
             keep_folder_if(figures, figures.get('exit_code') != 0)

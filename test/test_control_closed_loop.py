@@ -58,6 +58,15 @@ def mvc_references() -> dict:
     return {f'mvc.{channel}': float(peak) for channel, peak in zip(EMG_CHANNELS, calibration.peaks)}
 
 
+def feed_emg(sim, processor, controller) -> None:
+    """The simulator's finished raw EMG batches through the EMG node's chain into the controller,
+    as /emg/envelope reaches it (stamped with each batch's last sample)."""
+    while (batch := sim.emg()) is not None:
+        processor.process(batch.samples)
+        controller.set_emg(batch.stamp + (len(batch.samples) - 1) / batch.fs, EMG_CHANNELS,
+                           processor.activation.tolist())
+
+
 def session(patient, seconds, seed=0, emg=False, enable_at=None, record_from=SETTLE_S, **overrides):
     """Run a session; returns per-step arrays from record_from on and the controller.
 
@@ -96,10 +105,8 @@ def session(patient, seconds, seed=0, emg=False, enable_at=None, record_from=SET
         if k % 100 == 0:
             controller.set_treadmill_speed(sim.belt_speed, sample.stamp)
         sim.step(request)
-        while emg_processor is not None and (batch := sim.emg()) is not None:
-            emg_processor.process(batch.samples)
-            last_sample = batch.stamp + (len(batch.samples) - 1) / batch.fs
-            controller.set_emg(last_sample, EMG_CHANNELS, emg_processor.activation.tolist())
+        if emg_processor is not None:
+            feed_emg(sim, emg_processor, controller)
         if sim.time >= record_from:
             truth = sim.truth()
             rows.append((*truth.joint_velocity, *truth.joint_position, *controller.reference_position, *truth.phase,
@@ -279,10 +286,7 @@ def supervised_session(seconds, outages_from=math.inf, seed=0, command_delay_ste
             else:
                 command, commanded_at = shaped, now
         sim.step(command)
-        while (batch := sim.emg()) is not None:
-            emg.process(batch.samples)
-            controller.set_emg(batch.stamp + (len(batch.samples) - 1) / batch.fs, EMG_CHANNELS,
-                               emg.activation.tolist())
+        feed_emg(sim, emg, controller)
         if k > 1 and supervisor.state != ENABLED:
             break
     return supervisor, outages
