@@ -185,7 +185,9 @@ def test_after_a_stall_the_loop_gets_the_newest_sample_not_a_backlog(ros, rate_h
         assert (lateness_ms < period_ms - 0.2).all(), (stall, lateness_ms)
     lateness_ms = (samples[:, 1] - samples[:, 0]) / 1e6
     assert np.median(lateness_ms) < 0.5 * period_ms   # the device clock stays on the wall clock
-    assert sim._samples_skipped + sim._slips >= sum(len(v) for v in stalls.values()) - 2
+    # Each long stall slipped the schedule. A short one need not cost a sample: the sample due
+    # during it may still be answerable when the loop is back (checked above: in time or unsent).
+    assert sim._slips >= len(stalls[stall_periods[1]]) - 1
 
 
 class _CountingExecutor:
