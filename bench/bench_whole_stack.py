@@ -13,8 +13,12 @@ stack's) measures how late the machine itself wakes a thread that does nothing e
 one, the steal time (/proc/stat: CPU time a virtual machine's host gave to others while
 this machine wanted it), and the machine's ceiling (`ceiling_pct`): the most a loop at that
 rate could have delivered on the probe's CPU if each period had cost it nothing but the run's
-median response, i.e. the misses no stack could have prevented on that machine. The targets
-are judged on every miss all the same.
+median response, i.e. the misses no stack could have prevented on that machine. The probe
+sees one CPU; the loop's own thread reports from whichever CPU it ran on when it got no CPU for
+0.5 ms while it should have run (`held_off`, exo_common.held_off: it woke late for its sample,
+or was descheduled or blocked in its work), and `misses_while_held_off` counts the late or
+missing commands with such a time inside their window, by span. The targets are judged on every
+miss all the same.
 
 A session that fails (a missed target, a fault, a crash) keeps its folder, named in the results
 and in the failure: the session's recording and fault log, the loop statistics, the probe's
@@ -146,6 +150,7 @@ def session(rate: float, duration: float, record: bool = True) -> dict:
             cpu[name] = round(100.0 * (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0]), 1)
     loop = json.loads(stats.read_text()) if stats.is_file() else {}
     late_windows = loop.pop('late_windows_ns', [])
+    loop.pop('held_off_ns', None)  # in the session's loop.json
     window = loop.pop('window_ns', None)
     result = {**loop, 'cpu_pct': round(sum(cpu.values()), 1), 'cpu_pct_by_process': cpu,
               'peak_rss_mib_by_process': {k: round(v, 1) for k, v in peak_rss.items()},
@@ -217,6 +222,9 @@ def _machine_note(figures: dict) -> str:
     if machine.get('ceiling_pct') is not None:
         note += (f'; on the probe\'s CPU a loop needing nothing but its median response every period'
                  f' would have delivered at most {machine["ceiling_pct"]} %')
+    if 'misses_while_held_off' in figures:
+        note += (f'; {figures["misses_while_held_off"]} of the late or missing commands fell while the'
+                 f' loop\'s own thread got no CPU for 0.5 ms or more ({figures["misses_while_held_off_by_span"]})')
     return note
 
 

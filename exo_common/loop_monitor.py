@@ -1,20 +1,21 @@
 """loop_monitor: measures the closed loop where the actuators are (benchmarks, diagnosis).
 
 Runs in the hardware's process (the embedded runner puts it next to mujoco_sim), listens to
-/safety_supervisor/command_stamped and /safety_supervisor/state, and measures while the
-supervisor is ENABLED. Writes its figures as JSON to `output` when it stops; publishes the counts
-so far (commands, late) on /diagnostics once a second.
+/safety_supervisor/command_stamped, /safety_supervisor/state and /mujoco_sim/held_off (the
+times the simulator's physics thread got no CPU while it should have run), and measures while
+the supervisor is ENABLED. Writes its figures as JSON to `output` when it stops; publishes the
+counts so far (commands, late) on /diagnostics once a second.
 """
 import json
 import time
 
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import JointState, TimeReference
 from std_msgs.msg import String
 
 from exo_common.diagnostics import Level, Report
 from exo_common.loop_stats import LoopStats
 from exo_common.params import ParamSpec
-from exo_common.ros import LATCHED_QOS, STREAM_QOS, ExoNode, node_main
+from exo_common.ros import LATCHED_QOS, MONITOR_QOS, STREAM_QOS, ExoNode, node_main
 
 NODE_NAME = 'loop_monitor'
 PARAMETERS = [
@@ -34,6 +35,7 @@ class LoopMonitorNode(ExoNode):
         self._enabled_at = None
         self.create_local_subscription(JointState, '/safety_supervisor/command_stamped', self._on_command, STREAM_QOS)
         self.create_subscription(String, '/safety_supervisor/state', self._on_state, LATCHED_QOS)
+        self.create_local_subscription(TimeReference, '/mujoco_sim/held_off', self._on_held_off, MONITOR_QOS)
         self.create_timer(1.0, self._report)
 
     def _on_command(self, msg: JointState) -> None:
@@ -43,6 +45,11 @@ class LoopMonitorNode(ExoNode):
                 self.stats.start()
         stamp = msg.header.stamp
         self.stats.on_command(stamp.sec * 1_000_000_000 + stamp.nanosec, arrival)
+
+    def _on_held_off(self, msg: TimeReference) -> None:
+        start, end = msg.header.stamp, msg.time_ref
+        self.stats.on_held_off(start.sec * 1_000_000_000 + start.nanosec,
+                               end.sec * 1_000_000_000 + end.nanosec, msg.source)
 
     def _on_state(self, msg: String) -> None:
         if msg.data == 'ENABLED' and self._enabled_at is None:

@@ -15,8 +15,9 @@ import math
 import os
 import pathlib
 import queue
+import sys
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 LOG_FILE_NAME = 'safety_faults.jsonl'
 # One control cycle as kept in a fault's history (a tuple in this order, see Supervisor).
@@ -125,12 +126,16 @@ class EventLog:
 
     Args:
         path: the log file ('' = default_log_path()); parent folders are created.
+        on_written: called by the writer thread with each event once it is written (or its write
+            failed): the node's ROS log line, which costs rclpy 1.7 ms (it resolves its
+            caller's file on disk) and so must not run in the control loop's thread.
 
     Raises:
         OSError: the file cannot be created or opened for appending.
     """
 
-    def __init__(self, path: str | os.PathLike = ''):
+    def __init__(self, path: str | os.PathLike = '',
+                 on_written: Optional[Callable[[SafetyEvent], None]] = None):
         self.path = pathlib.Path(path) if str(path) else default_log_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.last_sequence = last_sequence_in(self.path)
@@ -141,6 +146,7 @@ class EventLog:
         _fsync_directory(self.path.parent)
         self._queue: queue.Queue = queue.Queue()
         self._written = self.last_sequence
+        self._on_written = on_written
         self._done = threading.Condition()
         self._thread = threading.Thread(target=self._write_loop, name='fault_log', daemon=True)
         self._thread.start()
@@ -176,6 +182,11 @@ class EventLog:
                 os.fsync(self._fd)
             except OSError as exc:
                 self.error = exc
+            if self._on_written is not None:
+                try:
+                    self._on_written(event)
+                except Exception as exc:  # the file has it; say so where someone will see it
+                    print(f'fault log: reporting event {event.sequence} failed: {exc!r}', file=sys.stderr)
             with self._done:
                 self._written = event.sequence
                 self._done.notify_all()

@@ -53,7 +53,7 @@ class SafetySupervisorNode(ExoNode):
         except (DescriptionError, KeyError, ValueError) as exc:
             raise ConfigError(f'{NODE_NAME}: cannot build the interlocks from the URDF limits: {exc}') from exc
         try:
-            self.event_log = EventLog(self.params['fault_log.path'])
+            self.event_log = EventLog(self.params['fault_log.path'], on_written=self._log_event)
         except OSError as exc:
             raise ConfigError(f'{NODE_NAME}: cannot open the fault log: {exc}') from exc
         self._clock = self.get_clock()
@@ -149,9 +149,8 @@ class SafetySupervisorNode(ExoNode):
         supervisor = self.supervisor
         events = supervisor.drain_events()
         self._publish_state()
-        for event in events:  # numbered here, written and fsync'd by the log's own thread
+        for event in events:  # numbered here; written, fsync'd and logged by the log's own thread
             self.event_log.append(event)
-            self._log_event(event)
         if self.event_log.error is not None:
             supervisor.problems.raise_('fault_log.write', Level.ERROR, f'cannot write the fault log '
                                        f'{self.event_log.path}: {self.event_log.error}')

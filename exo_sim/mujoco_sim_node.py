@@ -2,7 +2,8 @@
 
 Publishes /hw/joint_states (control_rate_hz), /hw/imu/<frame> (imu.rate_hz), /hw/emg (100 Hz
 batches), /hw/treadmill/speed (10 Hz), /clock (every step in lock-step, 100 Hz in real time),
-~/truth/{patient_torque, phase, heel_strike} and /diagnostics; subscribes
+~/truth/{patient_torque, phase, heel_strike}, ~/held_off (real time: when the physics thread
+got no CPU for 0.5 ms while it should have run; exo_common.held_off) and /diagnostics; subscribes
 /effort_controller/commands and /safety_supervisor/state. The physics runs in its own thread
 and publishes from there, holding the process lock (exo_common.ros.PROCESS_LOCK) through each
 step, so the executor's callbacks (commands, parameters, other nodes' timers) run between
@@ -30,10 +31,11 @@ from trajectory_msgs.msg import JointTrajectory
 
 from exo_common.cdr import JointTrajectoryEncoder
 from exo_common.diagnostics import Level, Report
+from exo_common.held_off import HeldOffSpans
 from exo_common.joints import EMG_CHANNELS, IMU_FRAMES, JOINT_NAMES, LEGS
 from exo_common.params import ParamSpec
-from exo_common.ros import (LATCHED_QOS, PROCESS_LOCK, STREAM_QOS, ExoNode, let_waiting_callbacks_in,
-                            node_main)
+from exo_common.ros import (LATCHED_QOS, MONITOR_QOS, PROCESS_LOCK, STREAM_QOS, ExoNode,
+                            let_waiting_callbacks_in, node_main)
 from exo_sim.settings import NODE_NAME, PARAM_SPECS, simulation_kwargs
 from exo_sim.simulation import ExoSimulation
 from exo_sim.spare_time import SpareTimeWork
@@ -115,6 +117,10 @@ class MujocoSimNode(ExoNode):
         self._torque_truth_pub = self.create_publisher(JointState, '~/truth/patient_torque', STREAM_QOS)
         self._phase_truth_pub = self.create_publisher(JointState, '~/truth/phase', STREAM_QOS)
         self._strike_truth_pub = self.create_publisher(TimeReference, '~/truth/heel_strike', STREAM_QOS)
+        # real time: each time the physics thread got no CPU for HELD_OFF_S while it should have
+        # run (loop_monitor sets them beside the late commands)
+        self._held_off_pub = self.create_local_publisher(TimeReference, '~/held_off', MONITOR_QOS)
+        self._held_off = None  # HeldOffSpans of the physics thread, in real time
 
         self._latest_command = None   # (values, sim time received)
         self._command_count = 0
@@ -357,6 +363,7 @@ class MujocoSimNode(ExoNode):
         factor = 1.0 if not self._lockstep else self.params['lockstep.max_real_time_factor']
         window = (time.monotonic(), sim.time)
         seen_commands = self._command_count
+        held_off = self._held_off = HeldOffSpans() if not self._lockstep else None
         while not self._stop.is_set():
             if not self._lockstep:
                 # the answer to the last sample (in this thread when the loop is composed with
@@ -364,6 +371,7 @@ class MujocoSimNode(ExoNode):
                 self._idle_until(wall_start + (sim.time + sim.dt - sim_start),
                                  lambda: self._command_count != seen_commands)
                 seen_commands = self._command_count
+                held_off.begin()  # waiting for another process's answer is not this thread's time
             failed = False
             with PROCESS_LOCK:
                 self._start_walking_when_due()
@@ -372,6 +380,8 @@ class MujocoSimNode(ExoNode):
                 except Exception as exc:  # keep emulating hardware; say what went wrong
                     self._report_step_failure(exc)
                     failed = True
+            if held_off is not None:
+                self._note_held_off(held_off.end(), 'physics step')
             if factor > 0.0:
                 # wait for the moment the sample is taken: it goes out at its own time stamp
                 due = wall_start + (sim.time - sim_start) / factor
@@ -389,6 +399,8 @@ class MujocoSimNode(ExoNode):
                     due += skipped
                 elif self._lockstep and delay < -MAX_LAG_S:  # behind real time: carry on, slower
                     wall_start -= delay
+                if held_off is not None:
+                    self._note_held_off(held_off.end(due), 'waking for the sample')
             with PROCESS_LOCK:
                 if self._lockstep:  # simulated time keeps no schedule: spare time from now
                     deadline = time.monotonic() + SPARE_TIME_LOCKSTEP_S
@@ -399,6 +411,8 @@ class MujocoSimNode(ExoNode):
                 except Exception as exc:
                     self._report_step_failure(exc)
                     failed = True
+                if held_off is not None:
+                    self._note_held_off(held_off.end(), 'answer and device work')
                 now = time.monotonic()
                 if self._viewer is not None:
                     self._sync_viewer(now)
@@ -422,6 +436,14 @@ class MujocoSimNode(ExoNode):
                 lag_s = LOCKSTEP_IMU_PERIODS * sim.imu_period_steps * sim.dt
                 due_ns = self._origin_ns + int(round((sim.time - lag_s) * 1e9))
                 self._wait_for(lambda: self._pelvis_seen_ns >= due_ns, self.params['lockstep.wait_s'])
+
+    def _note_held_off(self, interval, source: str) -> None:
+        if interval is not None:
+            start_ns, end_ns = interval
+            msg = TimeReference(source=source, time_ref=TimeMsg(sec=end_ns // 1_000_000_000,
+                                                                 nanosec=end_ns % 1_000_000_000))
+            msg.header.stamp = TimeMsg(sec=start_ns // 1_000_000_000, nanosec=start_ns % 1_000_000_000)
+            self._device_work.add(functools.partial(self._held_off_pub.publish, msg))
 
     def _answerable(self, due: float) -> bool:
         """Whether the control sample due now can still be answered before the next one is due,
@@ -530,6 +552,9 @@ class MujocoSimNode(ExoNode):
                   'belt_speed_mps': f'{sim.belt_speed:.3f}', 'bws_percent': f'{sim.bws_percent:.1f}',
                   'patient': sim.profile.name, 'schedule_slips': self._slips,
                   'samples_not_sent_behind_schedule': self._samples_skipped}
+        if self._held_off is not None:
+            values['physics_thread_held_off'] = self._held_off.count
+            values['physics_thread_held_off_longest_ms'] = f'{1e3 * self._held_off.longest_s:.2f}'
         if real_time_factor is not None:
             values['real_time_factor'] = f'{real_time_factor:.3f}'
         level = Level.OK

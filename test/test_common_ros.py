@@ -83,9 +83,16 @@ def test_loop_stats_count_late_and_missing_commands():
         stats.on_command(base + k * 1_000_000, base + k * 1_000_000 + latency)
     stats.on_command(base, base + 200_000)              # a repeat of an answered sample
     stats.on_command(base + 9_400_000, base + 9_400_100)  # a watchdog repeat: answers no sample
-    assert stats.progress() == {'commands': 9, 'late': 1}
+    # the loop's thread held off its CPU over the missing sample and before the late one
+    stats.on_held_off(base + 3_600_000, base + 4_700_000, 'waking for the sample')
+    stats.on_held_off(base + 5_200_000, base + 6_500_000, 'answer and device work')
+    assert stats.progress() == {'commands': 10, 'late': 1}   # the repeat counts until the summary
     summary = stats.summary()
     assert summary['expected_samples'] == 10 and summary['duplicates'] == 1
+    assert summary['held_off'] == 2 and summary['held_off_longest_ms'] == 1.3
+    assert summary['misses_while_held_off'] == 1
+    assert summary['misses_while_held_off_by_span'] == {'answer and device work': 0,
+                                                        'waking for the sample': 1}
     assert summary['off_grid'] == 1
     assert summary['delivered_pct'] == 80.0
     assert summary['late_commands'] == 1 and summary['unanswered_samples'] == 1

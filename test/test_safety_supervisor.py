@@ -326,6 +326,28 @@ def test_tilt_from_quaternion():
         tilt_from_vertical(0.0, 0.0, 0.0, 0.0)
 
 
+def test_event_log_reports_each_event_from_its_own_thread_once_written(tmp_path):
+    """The node's log line goes out from the writer thread (rclpy logging takes 1.7 ms, too
+    long for the control loop's thread), after the event is in the file; a report that fails
+    does not stop the writing."""
+    import threading
+    path = tmp_path / 'faults.jsonl'
+    reported = []
+
+    def report(event):
+        reported.append((event.code, threading.current_thread().name,
+                         [e['code'] for e in read_events(path)]))
+        if event.code == 'A':
+            raise RuntimeError('logging broke')
+
+    log = EventLog(path, on_written=report)
+    for code in ('A', 'B'):
+        log.append(SafetyEvent(EventKind.FAULT, code, 'x'))
+    assert log.flush()
+    log.close()
+    assert reported == [('A', 'fault_log', ['A']), ('B', 'fault_log', ['A', 'B'])]
+
+
 def test_event_log_sequences_continue_across_runs_and_survive_a_torn_line(tmp_path):
     path = tmp_path / 'sub' / 'faults.jsonl'
     log = EventLog(path)

@@ -6,7 +6,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Imu, JointState
+from sensor_msgs.msg import Imu, JointState, TimeReference
 from std_msgs.msg import Float64, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
@@ -155,8 +155,9 @@ def test_after_a_stall_the_loop_gets_the_newest_sample_not_a_backlog(ros, rate_h
     Either way the next sample goes out in time to be answered, and stamps stay on the wall
     clock. Answering the backlog one by one kept a 1 kHz loop late for tens of periods after
     each stall; at 250 Hz a stall of 6.5 ms once made the device clock fall behind for good."""
-    from exo_common.ros import ExoNode
+    from exo_common.ros import MONITOR_QOS, ExoNode
     period_ms = 1000.0 / rate_hz
+    held_off = ros.collect(TimeReference, '/mujoco_sim/held_off', MONITOR_QOS)
     sim = start(ros, control_rate_hz=rate_hz)
     received = []
     stalls = {stall: [] for stall in stall_periods}
@@ -188,6 +189,17 @@ def test_after_a_stall_the_loop_gets_the_newest_sample_not_a_backlog(ros, rate_h
     # Each long stall slipped the schedule. A short one need not cost a sample: the sample due
     # during it may still be answerable when the loop is back (checked above: in time or unsent).
     assert sim._slips >= len(stalls[stall_periods[1]]) - 1
+    # The physics thread saw every stall (it slept in its own subscriber) as time off the CPU
+    # while it answered: reported on ~/held_off, start and end on the wall clock.
+    wait_until(lambda: len(held_off) >= 6, 5.0, 'held-off reports of the stalls')
+    spans = [(stamp_ns(m.header.stamp), stamp_ns(m.time_ref), m.source) for m in list(held_off)]
+    received_at = dict(received)
+    for stall in stall_periods:
+        for stamp in stalls[stall][:-1]:
+            start_ns = received_at[stamp]
+            assert any(source == 'answer and device work' and begin <= start_ns + 200_000
+                       and end >= start_ns + 0.9 * stall * period_ms * 1e6
+                       for begin, end, source in spans), (stall, stamp)
 
 
 class _CountingExecutor:
