@@ -10,7 +10,8 @@ on the CPU was spent off it. This is the loop's own view of what the timer probe
 costs two clock reads per span.
 
 Being blocked counts too (on a lock another thread holds, in a system call): the thread got
-no CPU whatever the reason, and `source` says in which span it happened.
+no CPU whatever the reason; the caller knows which span it was (mujoco_sim names them on
+~/held_off).
 """
 import time
 from typing import Callable, Optional
