@@ -230,7 +230,7 @@ def _machine_note(figures: dict) -> str:
 
 def run(quick: bool = False) -> dict:
     duration = 15.0 if quick else 60.0
-    results, failures = {}, []
+    results, failures, failed_rates = {}, [], set()
     for rate in sorted(set(TARGET_RATES) | set(SCALING_RATES), reverse=True):
         figures = session(rate, duration)
         results[f'{rate}hz'] = figures
@@ -249,11 +249,11 @@ def run(quick: bool = False) -> dict:
             failed = len(failures) > failures_before
             keep_folder_if(figures, failed)
             if failed:
+                failed_rates.add(rate)
                 failures[-1] += f' (session kept in {figures["folder"]})'
         else:
             keep_folder_if(figures, figures.get('exit_code') != 0)
-    keeping_up = max((r for r in TARGET_RATES if f'{r}hz' in results and not any(
-        f.startswith(f'{r} Hz') for f in failures)), default=None)
+    keeping_up = max((r for r in TARGET_RATES if f'{r}hz' in results and r not in failed_rates), default=None)
     for rate in BREAKING_RATES if not quick else ():
         figures = session(rate, 15.0, record=True)
         results[f'{rate}hz'] = figures

@@ -15,7 +15,7 @@ from std_msgs.msg import String
 from exo_common.diagnostics import Level, Report
 from exo_common.loop_stats import LoopStats
 from exo_common.params import ParamSpec
-from exo_common.ros import LATCHED_QOS, MONITOR_QOS, STREAM_QOS, ExoNode, node_main
+from exo_common.ros import LATCHED_QOS, MONITOR_QOS, STREAM_QOS, ExoNode, node_main, stamp_to_ns
 
 NODE_NAME = 'loop_monitor'
 PARAMETERS = [
@@ -44,12 +44,10 @@ class LoopMonitorNode(ExoNode):
             if time.monotonic() - self._enabled_at >= self.params['warmup_s']:
                 self.stats.start()
         stamp = msg.header.stamp
-        self.stats.on_command(stamp.sec * 1_000_000_000 + stamp.nanosec, arrival)
+        self.stats.on_command(stamp_to_ns(stamp), arrival)
 
     def _on_held_off(self, msg: TimeReference) -> None:
-        start, end = msg.header.stamp, msg.time_ref
-        self.stats.on_held_off(start.sec * 1_000_000_000 + start.nanosec,
-                               end.sec * 1_000_000_000 + end.nanosec, msg.source)
+        self.stats.on_held_off(stamp_to_ns(msg.header.stamp), stamp_to_ns(msg.time_ref), msg.source)
 
     def _on_state(self, msg: String) -> None:
         if msg.data == 'ENABLED' and self._enabled_at is None:

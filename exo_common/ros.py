@@ -55,7 +55,14 @@ def stamp_to_sec(stamp) -> float:
 
 
 def sec_to_stamp(seconds: float) -> TimeMsg:
-    nanoseconds = int(round(seconds * 1e9))
+    return ns_to_stamp(int(round(seconds * 1e9)))
+
+
+def stamp_to_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def ns_to_stamp(nanoseconds: int) -> TimeMsg:
     return TimeMsg(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 

@@ -35,7 +35,7 @@ from exo_common.held_off import HeldOffSpans
 from exo_common.joints import EMG_CHANNELS, IMU_FRAMES, JOINT_NAMES, LEGS
 from exo_common.params import ParamSpec
 from exo_common.ros import (LATCHED_QOS, MONITOR_QOS, PROCESS_LOCK, STREAM_QOS, ExoNode,
-                            let_waiting_callbacks_in, node_main)
+                            let_waiting_callbacks_in, node_main, ns_to_stamp, stamp_to_ns)
 from exo_sim.settings import NODE_NAME, PARAM_SPECS, simulation_kwargs
 from exo_sim.simulation import ExoSimulation
 from exo_sim.spare_time import SpareTimeWork
@@ -210,7 +210,7 @@ class MujocoSimNode(ExoNode):
 
     def _on_pelvis_imu(self, msg: Imu) -> None:
         with self._command_arrived:
-            self._pelvis_seen_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            self._pelvis_seen_ns = stamp_to_ns(msg.header.stamp)
             self._command_arrived.notify()
 
     def _on_command(self, msg: Float64MultiArray) -> None:
@@ -440,9 +440,8 @@ class MujocoSimNode(ExoNode):
     def _note_held_off(self, interval, source: str) -> None:
         if interval is not None:
             start_ns, end_ns = interval
-            msg = TimeReference(source=source, time_ref=TimeMsg(sec=end_ns // 1_000_000_000,
-                                                                 nanosec=end_ns % 1_000_000_000))
-            msg.header.stamp = TimeMsg(sec=start_ns // 1_000_000_000, nanosec=start_ns % 1_000_000_000)
+            msg = TimeReference(source=source, time_ref=ns_to_stamp(end_ns))
+            msg.header.stamp = ns_to_stamp(start_ns)
             self._device_work.add(functools.partial(self._held_off_pub.publish, msg))
 
     def _answerable(self, due: float) -> bool:
@@ -464,7 +463,7 @@ class MujocoSimNode(ExoNode):
 
     def _stamp(self, sim_seconds: float) -> TimeMsg:
         nanoseconds = self._origin_ns + int(round(sim_seconds * 1e9))
-        return TimeMsg(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+        return ns_to_stamp(nanoseconds)
 
     def _publish_step(self, deadline: float, due: float) -> None:
         sim = self.sim
