@@ -13,6 +13,8 @@ QoS choices (docs/INTERFACES.md has the table):
   samples itself.
 - DIAGNOSTICS: RELIABLE, depth 100, so a burst of fault events is not dropped.
 """
+import collections
+import contextlib
 import gc
 import inspect
 import math
@@ -32,6 +34,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.clock import ROSClock
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 
 from exo_common.diagnostics import Report
 from exo_common.params import ConfigError, ParamSpec, spec_table
@@ -154,6 +157,35 @@ def let_waiting_callbacks_in(limit_s: float) -> None:
         time.sleep(0.00002)  # gives up the GIL, so a waiting callback's thread can take the lock
 
 
+_DEFERRAL = threading.local()
+
+
+@contextlib.contextmanager
+def dds_copies_deferred(defer: Callable[[Callable[[], None]], None]):
+    """For the block, in this thread: LocalPublisher.publish serialises each message's DDS copy
+    and hands defer() the publishing of those bytes, instead of publishing it before returning.
+
+    The simulator's physics thread publishes an encoder sample inside this block, so the chain
+    it runs (encoder, controller, supervisor, back to the simulator) does only its in-process
+    work before the command is in; the copies for recorders and other processes go out in the
+    spare time of the control period (exo_sim.spare_time), where a slow moment of the machine
+    postpones them instead of the next sample. Serialising now keeps the copy what the message
+    was when published (publishers may reuse and change their message objects).
+
+    Args:
+        defer: takes a callable that sends the publisher's oldest waiting copy; it must call
+            each one, in order. A publish outside the block sends the waiting copies first, so
+            DDS subscribers get each topic in order (the supervisor's e-stop command never
+            overtakes a command it replaced).
+    """
+    previous = getattr(_DEFERRAL, 'defer', None)
+    _DEFERRAL.defer = defer
+    try:
+        yield
+    finally:
+        _DEFERRAL.defer = previous
+
+
 class LocalPublisher:
     """A publisher that also hands every message directly to subscribers in the same process.
 
@@ -161,10 +193,12 @@ class LocalPublisher:
     serialising, a DDS round trip and deserialising on every hop. For the 1 kHz chain
     (mujoco_sim -> encoder_node -> gait_controller -> safety_supervisor -> mujoco_sim, one
     process in `exo-gait sim`) the message goes to the local subscribers first, by direct call,
-    and then on DDS as usual (recorders, other processes). Local subscribers must treat it as
-    read-only and not keep it. publish() may be called from any thread (the simulator's physics
-    thread): the local subscribers are called holding PROCESS_LOCK, as every executor callback of
-    an ExoNode is.
+    and then on DDS (recorders, other processes): at once, or later inside dds_copies_deferred;
+    not at all on a volatile topic no DDS subscriber matches, as rclcpp's intra-process
+    publishing does (a serialisation for nobody costs the 1 kHz loop 8 us). Local subscribers
+    must treat the message as read-only and not keep it. publish() may be called from any
+    thread (the simulator's physics thread): the local subscribers are called holding
+    PROCESS_LOCK, as every executor callback of an ExoNode is.
     """
 
     def __init__(self, publisher, msg_type):
@@ -173,13 +207,36 @@ class LocalPublisher:
         self.topic_name = publisher.topic_name
         self.qos_profile = publisher.qos_profile
         self.callbacks: list = []
+        self._latched = publisher.qos_profile.durability != DurabilityPolicy.VOLATILE
+        self._deferred: collections.deque = collections.deque()  # serialised copies not yet sent
 
     def publish(self, msg) -> None:
         if self.callbacks:
             with PROCESS_LOCK:
                 for callback in self.callbacks:
                     callback(msg)
-        self._publisher.publish(msg)
+        publisher = self._publisher
+        if not self._latched and publisher.get_subscription_count() == 0:
+            return
+        defer = getattr(_DEFERRAL, 'defer', None)
+        if defer is not None:
+            self._deferred.append(serialize_message(msg))
+            defer(self._send_oldest)
+            return
+        self.flush()  # DDS subscribers get the topic in the order it was published
+        publisher.publish(msg)
+
+    def _send_oldest(self) -> None:
+        try:
+            data = self._deferred.popleft()
+        except IndexError:  # a direct publish sent it first
+            return
+        self._publisher.publish(data)
+
+    def flush(self) -> None:
+        """Send the deferred DDS copies still waiting, oldest first."""
+        while self._deferred:
+            self._send_oldest()
 
     def get_subscription_count(self) -> int:
         return self._publisher.get_subscription_count() + len(self.callbacks)

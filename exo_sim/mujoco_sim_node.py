@@ -9,7 +9,8 @@ and publishes from there, holding the process lock (exo_common.ros.PROCESS_LOCK)
 step, so the executor's callbacks (commands, parameters, other nodes' timers) run between
 steps, never inside one. Composed with the control loop (the embedded runner's default), each
 encoder sample runs the encoder node, the controller and the supervisor by direct call in the
-physics thread, and their command comes back the same way.
+physics thread, and their command comes back the same way; the DDS copies of their messages
+go out in the control period's spare time.
 
 Pacing: see MujocoSimNode._physics_loop.
 """
@@ -35,7 +36,8 @@ from exo_common.held_off import HeldOffSpans
 from exo_common.joints import EMG_CHANNELS, IMU_FRAMES, JOINT_NAMES, LEGS
 from exo_common.params import ParamSpec
 from exo_common.ros import (LATCHED_QOS, MONITOR_QOS, PROCESS_LOCK, STREAM_QOS, ExoNode,
-                            let_waiting_callbacks_in, node_main, ns_to_stamp, stamp_to_ns)
+                            dds_copies_deferred, let_waiting_callbacks_in, node_main, ns_to_stamp,
+                            stamp_to_ns)
 from exo_sim.settings import NODE_NAME, PARAM_SPECS, simulation_kwargs
 from exo_sim.simulation import ExoSimulation
 from exo_sim.spare_time import SpareTimeWork
@@ -44,10 +46,15 @@ TREADMILL_RATE_HZ = 10.0
 DIAGNOSTICS_PERIOD_S = 1.0
 REALTIME_CLOCK_PERIOD_S = 0.01
 VIEWER_PERIOD_S = 1.0 / 30.0
-# Device work (EMG generation; IMU, EMG, treadmill, truth and status messages) is done in what
+# Device work (EMG generation; IMU, EMG, treadmill, truth and status messages; the DDS copies
+# of the control chain's messages, exo_common.ros.dds_copies_deferred) is done in what
 # is left of a control period after the loop answered, ending this long before the next sample
 # is due: the physics step up to that sample comes first.
 PHYSICS_RESERVE_S = 0.0003
+# Device work waiting beyond this many items runs regardless of the deadline (at 1 kHz each
+# period adds about six: the control chain's four DDS copies, IMU, EMG, truth): a slow moment
+# of the machine postpones it by about ten periods at most.
+DEVICE_WORK_BACKLOG = 60
 SPARE_TIME_LOCKSTEP_S = 0.0006  # lock-step: spare time after a step's start
 LOCKSTEP_CALLBACK_WAIT_S = 0.005  # lock-step: longest wait for callbacks queued on the process lock
 LOCKSTEP_IMU_PERIODS = 3  # lock-step: how far the processed pelvis IMU may trail the simulation
@@ -131,7 +138,7 @@ class MujocoSimNode(ExoNode):
             self.create_subscription(Imu, '/imu/pelvis_imu', self._on_pelvis_imu, STREAM_QOS)
 
         self._imu_msgs = {}
-        self._device_work = SpareTimeWork()
+        self._device_work = SpareTimeWork(max_backlog=DEVICE_WORK_BACKLOG)
         self._emg_batches: collections.deque = collections.deque()
         for frame in IMU_FRAMES:
             msg = Imu()
@@ -330,6 +337,8 @@ class MujocoSimNode(ExoNode):
     def _run(self) -> None:
         try:
             self._physics_loop()
+            with PROCESS_LOCK:
+                self._device_work.run(math.inf)  # nothing sampled is lost at the end
         finally:
             self._executor = None
             if not self._driving.done():
@@ -476,7 +485,8 @@ class MujocoSimNode(ExoNode):
                 msg = JointState(name=JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
                 msg.header.stamp = stamp
                 self._sample_sent_at = time.monotonic()
-                self._joint_pub.publish(msg)  # the control loop answers it before anything else
+                with dds_copies_deferred(self._device_work.add):  # the control loop answers first
+                    self._joint_pub.publish(msg)
             else:
                 self._samples_skipped += 1
         sim.sample_devices()

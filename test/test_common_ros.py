@@ -6,7 +6,7 @@ import time
 import pytest
 from std_msgs.msg import Float64
 
-from exo_common.ros import PROCESS_LOCK, STREAM_QOS, ExoNode
+from exo_common.ros import PROCESS_LOCK, STREAM_QOS, ExoNode, dds_copies_deferred
 from exo_common.testing import wait_until
 
 
@@ -55,6 +55,55 @@ def test_publishing_from_another_thread_never_runs_a_callback_beside_the_executo
     assert not any(overlaps)
     assert PROCESS_LOCK.acquire(timeout=1.0)
     PROCESS_LOCK.release()
+
+
+def test_dds_copies_deferred_go_out_as_they_were_published_once_run(ros):
+    """The physics thread's chain: local subscribers at once, the DDS copy when the loop has
+    time, holding what the message was when published though the publisher reuses it."""
+    node = make_node(ros, 'deferring')
+    local = []
+    publisher = node.create_local_publisher(Float64, '/deferred', STREAM_QOS)
+    node.create_local_subscription(Float64, '/deferred', lambda msg: local.append(msg.data), STREAM_QOS)
+    received = ros.collect(Float64, '/deferred')
+    wait_until(lambda: publisher.get_subscription_count() == 2, 5.0, 'a DDS subscription beside the local one')
+    pending = []
+    msg = Float64(data=1.0)
+    with dds_copies_deferred(pending.append):
+        publisher.publish(msg)
+    msg.data = 2.0
+    assert local == [1.0]
+    assert len(pending) == 1
+    time.sleep(0.3)
+    assert received == []
+    pending.pop()()
+    wait_until(lambda: received, 5.0, 'the deferred copy')
+    assert [m.data for m in received] == [1.0]
+
+    with dds_copies_deferred(pending.append):
+        publisher.publish(Float64(data=3.0))
+    publisher.publish(Float64(data=4.0))  # outside the block: after the copy still waiting
+    pending.pop()()  # already sent
+    wait_until(lambda: len(received) == 3, 5.0, 'both copies')
+    time.sleep(0.3)
+    assert [m.data for m in received] == [1.0, 3.0, 4.0]
+    assert local == [1.0, 3.0, 4.0]
+
+
+def test_a_volatile_topic_no_dds_subscriber_matches_gets_no_dds_copy(ros):
+    node = make_node(ros, 'unheard')
+    local = []
+    publisher = node.create_local_publisher(Float64, '/unheard', STREAM_QOS)
+    node.create_local_subscription(Float64, '/unheard', lambda msg: local.append(msg.data), STREAM_QOS)
+    pending = []
+    with dds_copies_deferred(pending.append):
+        publisher.publish(Float64(data=1.0))
+    assert local == [1.0]
+    assert pending == []
+    received = ros.collect(Float64, '/unheard')  # a recorder joins: copies from then on
+    wait_until(lambda: publisher.get_subscription_count() == 2, 5.0, 'a DDS subscription beside the local one')
+    with dds_copies_deferred(pending.append):
+        publisher.publish(Float64(data=3.0))
+    assert len(pending) == 1
 
 
 def test_a_destroyed_publisher_is_not_bound_to_later_subscribers(ros):
