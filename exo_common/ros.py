@@ -34,7 +34,6 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.clock import ROSClock
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.serialization import serialize_message
 
 from exo_common.diagnostics import Report
 from exo_common.params import ConfigError, ParamSpec, spec_table
@@ -162,15 +161,15 @@ _DEFERRAL = threading.local()
 
 @contextlib.contextmanager
 def dds_copies_deferred(defer: Callable[[Callable[[], None]], None]):
-    """For the block, in this thread: LocalPublisher.publish serialises each message's DDS copy
-    and hands defer() the publishing of those bytes, instead of publishing it before returning.
+    """For the block, in this thread: LocalPublisher.publish hands defer() the sending of each
+    message's DDS copy instead of sending it before returning.
 
     The simulator's physics thread publishes an encoder sample inside this block, so the chain
     it runs (encoder, controller, supervisor, back to the simulator) does only its in-process
     work before the command is in; the copies for recorders and other processes go out in the
     spare time of the control period (exo_sim.spare_time), where a slow moment of the machine
-    postpones them instead of the next sample. Serialising now keeps the copy what the message
-    was when published (publishers may reuse and change their message objects).
+    postpones them instead of the next sample. The copy is the message object itself, sent
+    later: a LocalPublisher's messages must not be changed once published.
 
     Args:
         defer: takes a callable that sends the publisher's oldest waiting copy; it must call
@@ -195,10 +194,11 @@ class LocalPublisher:
     process in `exo-gait sim`) the message goes to the local subscribers first, by direct call,
     and then on DDS (recorders, other processes): at once, or later inside dds_copies_deferred;
     not at all on a volatile topic no DDS subscriber matches, as rclcpp's intra-process
-    publishing does (a serialisation for nobody costs the 1 kHz loop 8 us). Local subscribers
-    must treat the message as read-only and not keep it. publish() may be called from any
-    thread (the simulator's physics thread): the local subscribers are called holding
-    PROCESS_LOCK, as every executor callback of an ExoNode is.
+    publishing does (a serialisation for nobody costs the 1 kHz loop 8 us). A published message
+    is no longer the publisher's to change (build a new one for each publish: its DDS copy may
+    still be waiting), and local subscribers must treat it as read-only and not keep it.
+    publish() may be called from any thread (the simulator's physics thread): the local
+    subscribers are called holding PROCESS_LOCK, as every executor callback of an ExoNode is.
     """
 
     def __init__(self, publisher, msg_type):
@@ -208,7 +208,7 @@ class LocalPublisher:
         self.qos_profile = publisher.qos_profile
         self.callbacks: list = []
         self._latched = publisher.qos_profile.durability != DurabilityPolicy.VOLATILE
-        self._deferred: collections.deque = collections.deque()  # serialised copies not yet sent
+        self._deferred: collections.deque = collections.deque()  # messages whose copy waits
 
     def publish(self, msg) -> None:
         if self.callbacks:
@@ -220,7 +220,7 @@ class LocalPublisher:
             return
         defer = getattr(_DEFERRAL, 'defer', None)
         if defer is not None:
-            self._deferred.append(serialize_message(msg))
+            self._deferred.append(msg)
             defer(self._send_oldest)
             return
         self.flush()  # DDS subscribers get the topic in the order it was published
@@ -228,10 +228,10 @@ class LocalPublisher:
 
     def _send_oldest(self) -> None:
         try:
-            data = self._deferred.popleft()
+            msg = self._deferred.popleft()
         except IndexError:  # a direct publish sent it first
             return
-        self._publisher.publish(data)
+        self._publisher.publish(msg)
 
     def flush(self) -> None:
         """Send the deferred DDS copies still waiting, oldest first."""

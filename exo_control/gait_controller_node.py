@@ -30,7 +30,6 @@ class GaitControllerNode(ExoNode):
         self.controller = GaitController(self.params, dynamics, limits)
         self._safety_state = None
         self._order = None  # index map when /joint_states names come in another order
-        self._request = JointState(name=_JOINT_NAMES)
         self._request_pub = self.create_local_publisher(JointState, '/gait_controller/effort_request', STREAM_QOS)
         self._phase_pub = self.create_publisher(Float64MultiArray, '~/phase', STREAM_QOS)
         self._assistance_pub = self.create_publisher(Float64MultiArray, '~/assistance', LATCHED_QOS)
@@ -70,12 +69,10 @@ class GaitControllerNode(ExoNode):
                 except IndexError:
                     position, velocity = (), ()
         effort = controller.step(stamp_to_sec(msg.header.stamp), position, velocity, now_sec(self))
-        request = self._request
+        request = JointState(name=_JOINT_NAMES, position=controller.reference_position,
+                             velocity=controller.reference_velocity, effort=effort)
         request.header.stamp = msg.header.stamp
-        request.position = controller.reference_position
-        request.velocity = controller.reference_velocity
-        request.effort = effort
-        self._request_pub.publish(request)
+        self._request_pub.publish(request)  # a new message each time: its DDS copy may go out later
         if controller.pending:
             self._publish_pending()
 

@@ -28,6 +28,7 @@ NODE_NAME = 'safety_supervisor'
 COMMAND_TOPIC = '/effort_controller/commands'
 REQUEST_TOPIC = '/gait_controller/effort_request'
 STAMPED_TOPIC = '/safety_supervisor/command_stamped'
+_JOINT_NAMES = list(JOINT_NAMES)  # as DDS delivers them: subscribers compare with a list
 STATE_TOPIC = '/safety_supervisor/state'
 PELVIS_IMU_TOPIC = '/imu/pelvis_imu'
 SUMMARY_PERIOD_S = 1.0
@@ -61,8 +62,6 @@ class SafetySupervisorNode(ExoNode):
         self._qos_problems: list[str] = []
         self._last_counts: dict = {}
 
-        self._command_msg = Float64MultiArray()
-        self._stamped_msg = JointState(name=list(JOINT_NAMES))
         self._command_pub = self.create_local_publisher(
             Float64MultiArray, COMMAND_TOPIC, STREAM_QOS,
             event_callbacks=PublisherEventCallbacks(incompatible_qos=self._qos_event(COMMAND_TOPIC)))
@@ -136,11 +135,10 @@ class SafetySupervisorNode(ExoNode):
             self._after_events()
 
     def _publish(self, command: list, stamp) -> None:
-        self._command_msg.data = command
-        self._command_pub.publish(self._command_msg)
-        stamped = self._stamped_msg
+        # new messages each time: their DDS copies may go out later (LocalPublisher)
+        self._command_pub.publish(Float64MultiArray(data=command))
+        stamped = JointState(name=_JOINT_NAMES, effort=command)
         stamped.header.stamp = stamp
-        stamped.effort = command
         self._stamped_pub.publish(stamped)
 
     # ------------------------------------------------------------------ events (off the hot path)

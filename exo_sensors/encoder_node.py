@@ -19,6 +19,8 @@ from exo_common.ros import STREAM_QOS, node_main
 from exo_sensors.encoder import PARAMS, EncoderProcessor
 from exo_sensors.sensor_node import SensorNode
 
+_JOINT_NAMES = list(JOINT_NAMES)  # as DDS delivers them: subscribers compare with a list
+
 
 class EncoderNode(SensorNode):
     """Calibrates raw encoder samples, filters velocity and refuses implausible samples.
@@ -30,8 +32,6 @@ class EncoderNode(SensorNode):
     def __init__(self, **kwargs):
         super().__init__('encoder_node', PARAMS, **kwargs)
         self.processor = EncoderProcessor(joint_limits(), self.params)
-        self._out = JointState()
-        self._out.name = list(JOINT_NAMES)
         self._pub = self.create_local_publisher(JointState, '/joint_states', STREAM_QOS)
         self.create_local_subscription(JointState, '/hw/joint_states', self.on_raw, STREAM_QOS)
 
@@ -47,12 +47,10 @@ class EncoderNode(SensorNode):
             for key, message, values in problems:
                 self.report(key, message, values)
             return
-        out = self._out
+        out = JointState(name=_JOINT_NAMES, position=processor.position, velocity=processor.velocity,
+                         effort=processor.effort)
         out.header.stamp = stamp
-        out.position = processor.position
-        out.velocity = processor.velocity
-        out.effort = processor.effort
-        self._pub.publish(out)
+        self._pub.publish(out)  # a new message each time: its DDS copy may go out later
         self.published += 1
 
 

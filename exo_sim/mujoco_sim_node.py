@@ -77,6 +77,7 @@ MAX_EXPECTED_RESPONSE = 0.75  # control periods: a sample less late than a quart
 # 120 Nm) drove a knee past its velocity limit (a 500 Hz session with 6-14 ms holds, measured).
 MAX_LAG_PERIODS = 2
 MAX_LAG_S = 0.005  # lock-step: further behind real time than this, carry on slower
+_JOINT_NAMES = list(JOINT_NAMES)  # as DDS delivers them: the encoder node compares with a list
 
 PARAMETERS = [
     *PARAM_SPECS,
@@ -482,7 +483,7 @@ class MujocoSimNode(ExoNode):
         if sim.steps % self._control_steps == 0:
             if self._lockstep or self._answerable(due):
                 sample = sim.encoders()
-                msg = JointState(name=JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
+                msg = JointState(name=_JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
                 msg.header.stamp = stamp
                 self._sample_sent_at = time.monotonic()
                 with dds_copies_deferred(self._device_work.add):  # the control loop answers first
