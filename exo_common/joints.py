@@ -7,6 +7,9 @@ JOINT_NAMES = (
     'left_hip_joint', 'left_knee_joint', 'left_ankle_joint',
     'right_hip_joint', 'right_knee_joint', 'right_ankle_joint',
 )
+# The names as a JointState published in-process carries them: DDS delivers a list, and
+# subscribers compare with one (never change it).
+JOINT_NAME_LIST = list(JOINT_NAMES)
 SHORT_JOINT_NAMES = tuple(name[:-len('_joint')] for name in JOINT_NAMES)
 LEGS = ('left', 'right')
 JOINTS_PER_LEG = ('hip', 'knee', 'ankle')

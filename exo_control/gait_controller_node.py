@@ -10,7 +10,7 @@ from std_msgs.msg import Float64, Float64MultiArray, MultiArrayDimension, String
 
 from exo_common.description import expand_xacro, joint_limits, load_description
 from exo_common.diagnostics import Level, Report
-from exo_common.joints import JOINT_NAMES, LEGS
+from exo_common.joints import JOINT_NAME_LIST, JOINT_NAMES, LEGS
 from exo_common.ros import LATCHED_QOS, STREAM_QOS, ExoNode, node_main, now_sec, stamp_to_sec
 from exo_control.controller import PARAMS, GaitController, check_params
 from exo_control.dynamics import ExoDynamics
@@ -18,7 +18,6 @@ from exo_control.dynamics import ExoDynamics
 NODE_NAME = 'gait_controller'
 STATUS_PERIOD_S = 0.05   # ~/phase and ~/assistance
 SUMMARY_PERIOD_S = 1.0   # /diagnostics summary, treadmill and EMG timeouts
-_JOINT_NAMES = list(JOINT_NAMES)
 
 
 class GaitControllerNode(ExoNode):
@@ -56,11 +55,11 @@ class GaitControllerNode(ExoNode):
         controller = self.controller
         names = msg.name
         position, velocity = msg.position, msg.velocity
-        if names != _JOINT_NAMES:
+        if names != JOINT_NAME_LIST:
             order = self._reorder(names)
             if order is None:
                 controller.report('joint_states', Level.ERROR,
-                                  f'expected joint names {_JOINT_NAMES} (any order), got {list(names)}')
+                                  f'expected joint names {JOINT_NAME_LIST} (any order), got {list(names)}')
                 position, velocity = (), ()
             else:
                 try:
@@ -69,7 +68,7 @@ class GaitControllerNode(ExoNode):
                 except IndexError:
                     position, velocity = (), ()
         effort = controller.step(stamp_to_sec(msg.header.stamp), position, velocity, now_sec(self))
-        request = JointState(name=_JOINT_NAMES, position=controller.reference_position,
+        request = JointState(name=JOINT_NAME_LIST, position=controller.reference_position,
                              velocity=controller.reference_velocity, effort=effort)
         request.header.stamp = msg.header.stamp
         self._request_pub.publish(request)  # a new message each time: its DDS copy may go out later
@@ -144,7 +143,7 @@ class GaitControllerNode(ExoNode):
         self.publish_diagnostics([report])
 
     def shutdown_hook(self) -> None:
-        request = JointState(name=_JOINT_NAMES)
+        request = JointState(name=JOINT_NAME_LIST)
         request.header.stamp = self.get_clock().now().to_msg()
         request.effort = [0.0] * len(JOINT_NAMES)
         self._request_pub.publish(request)

@@ -13,7 +13,7 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 from exo_common.diagnostics import Level, Report
-from exo_common.joints import JOINT_NAMES
+from exo_common.joints import JOINT_NAME_LIST, JOINT_NAMES
 from exo_common.params import ConfigError
 from exo_common.ros import LATCHED_QOS, STREAM_QOS, ExoNode, clock_sec, node_main
 from exo_safety.events import EventKind, EventLog, SafetyEvent
@@ -28,7 +28,6 @@ NODE_NAME = 'safety_supervisor'
 COMMAND_TOPIC = '/effort_controller/commands'
 REQUEST_TOPIC = '/gait_controller/effort_request'
 STAMPED_TOPIC = '/safety_supervisor/command_stamped'
-_JOINT_NAMES = list(JOINT_NAMES)  # as DDS delivers them: subscribers compare with a list
 STATE_TOPIC = '/safety_supervisor/state'
 PELVIS_IMU_TOPIC = '/imu/pelvis_imu'
 SUMMARY_PERIOD_S = 1.0
@@ -137,7 +136,7 @@ class SafetySupervisorNode(ExoNode):
     def _publish(self, command: list, stamp) -> None:
         # new messages each time: their DDS copies may go out later (LocalPublisher)
         self._command_pub.publish(Float64MultiArray(data=command))
-        stamped = JointState(name=_JOINT_NAMES, effort=command)
+        stamped = JointState(name=JOINT_NAME_LIST, effort=command)
         stamped.header.stamp = stamp
         self._stamped_pub.publish(stamped)
 

@@ -14,12 +14,10 @@ Joint limits come from the URDF (exo_common.description.joint_limits()).
 from sensor_msgs.msg import JointState
 
 from exo_common.description import joint_limits
-from exo_common.joints import JOINT_NAMES
+from exo_common.joints import JOINT_NAME_LIST
 from exo_common.ros import STREAM_QOS, node_main
 from exo_sensors.encoder import PARAMS, EncoderProcessor
 from exo_sensors.sensor_node import SensorNode
-
-_JOINT_NAMES = list(JOINT_NAMES)  # as DDS delivers them: subscribers compare with a list
 
 
 class EncoderNode(SensorNode):
@@ -47,7 +45,7 @@ class EncoderNode(SensorNode):
             for key, message, values in problems:
                 self.report(key, message, values)
             return
-        out = JointState(name=_JOINT_NAMES, position=processor.position, velocity=processor.velocity,
+        out = JointState(name=JOINT_NAME_LIST, position=processor.position, velocity=processor.velocity,
                          effort=processor.effort)
         out.header.stamp = stamp
         self._pub.publish(out)  # a new message each time: its DDS copy may go out later

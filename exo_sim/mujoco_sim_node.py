@@ -33,7 +33,7 @@ from trajectory_msgs.msg import JointTrajectory
 from exo_common.cdr import JointTrajectoryEncoder
 from exo_common.diagnostics import Level, Report
 from exo_common.held_off import HeldOffSpans
-from exo_common.joints import EMG_CHANNELS, IMU_FRAMES, JOINT_NAMES, LEGS
+from exo_common.joints import EMG_CHANNELS, IMU_FRAMES, JOINT_NAME_LIST, LEGS
 from exo_common.params import ParamSpec
 from exo_common.ros import (LATCHED_QOS, MONITOR_QOS, PROCESS_LOCK, STREAM_QOS, ExoNode,
                             dds_copies_deferred, let_waiting_callbacks_in, node_main, ns_to_stamp,
@@ -77,7 +77,6 @@ MAX_EXPECTED_RESPONSE = 0.75  # control periods: a sample less late than a quart
 # 120 Nm) drove a knee past its velocity limit (a 500 Hz session with 6-14 ms holds, measured).
 MAX_LAG_PERIODS = 2
 MAX_LAG_S = 0.005  # lock-step: further behind real time than this, carry on slower
-_JOINT_NAMES = list(JOINT_NAMES)  # as DDS delivers them: the encoder node compares with a list
 
 PARAMETERS = [
     *PARAM_SPECS,
@@ -483,7 +482,7 @@ class MujocoSimNode(ExoNode):
         if sim.steps % self._control_steps == 0:
             if self._lockstep or self._answerable(due):
                 sample = sim.encoders()
-                msg = JointState(name=_JOINT_NAMES, position=sample.position.tolist(), effort=sample.effort.tolist())
+                msg = JointState(name=JOINT_NAME_LIST, position=sample.position.tolist(), effort=sample.effort.tolist())
                 msg.header.stamp = stamp
                 self._sample_sent_at = time.monotonic()
                 with dds_copies_deferred(self._device_work.add):  # the control loop answers first
@@ -539,7 +538,7 @@ class MujocoSimNode(ExoNode):
                                                        self._emg_times))
 
     def _publish_truth(self, stamp, truth) -> None:
-        msg = JointState(name=JOINT_NAMES, position=truth.joint_position.tolist(),
+        msg = JointState(name=JOINT_NAME_LIST, position=truth.joint_position.tolist(),
                          velocity=truth.joint_velocity.tolist(),
                          effort=(truth.patient_torque + truth.spastic_torque).tolist())
         msg.header.stamp = stamp

@@ -1,6 +1,5 @@
 """Gait event detector: real foot-IMU recording with reference events, and synthetic shank gyro."""
 import csv
-import math
 
 import numpy as np
 import pytest

@@ -1,8 +1,5 @@
 """Session recording -> report -> store -> progress, and what bad files and kills must not do."""
 import json
-import math
-import pathlib
-import shutil
 import signal
 import sqlite3
 import subprocess

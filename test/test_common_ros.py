@@ -97,7 +97,7 @@ def test_a_volatile_topic_no_dds_subscriber_matches_gets_no_dds_copy(ros):
         publisher.publish(Float64(data=1.0))
     assert local == [1.0]
     assert pending == []
-    received = ros.collect(Float64, '/unheard')  # a recorder joins: copies from then on
+    ros.collect(Float64, '/unheard')  # a recorder joins: copies from then on
     wait_until(lambda: publisher.get_subscription_count() == 2, 5.0, 'a DDS subscription beside the local one')
     with dds_copies_deferred(pending.append):
         publisher.publish(Float64(data=3.0))

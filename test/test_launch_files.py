@@ -4,7 +4,6 @@ Each launch file is evaluated as `ros2 launch` would with its default arguments 
 overrides); the test checks the nodes it would start, their parameter files and values, and
 remappings, against the one graph declaration in exo_common.graph.
 """
-import os
 import pathlib
 
 import pytest

@@ -9,7 +9,6 @@ scenario that must run cleanly whatever the tuning of guidance for impaired pati
 """
 import json
 import math
-import os
 import pathlib
 import struct
 import subprocess
