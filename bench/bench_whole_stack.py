@@ -123,7 +123,7 @@ def session(rate: float, duration: float, record: bool = True) -> dict:
             steal.append((time.time_ns(), *_steal_and_total_ticks()))
             for pid in [runner.pid] + _children(runner.pid):
                 name = _name(pid)
-                samples.setdefault(name, []).append((now, _cpu_seconds(pid)))
+                samples.setdefault((name, pid), []).append((now, _cpu_seconds(pid)))
                 peak_rss[name] = max(peak_rss.get(name, 0.0), _rss_mib(pid))
             stop.wait(1.0)
 
@@ -141,13 +141,7 @@ def session(rate: float, duration: float, record: bool = True) -> dict:
         probe.wait(timeout=30)
     except subprocess.TimeoutExpired:
         probe.kill()
-    cpu = {}
-    for name, points in samples.items():
-        points = [p for p in points if p[1] == p[1]]
-        # the middle of the run: start-up imports and shutdown are not the steady state
-        steady = points[len(points) // 4: -max(1, len(points) // 8)] if len(points) > 8 else points
-        if len(steady) >= 2 and steady[-1][0] > steady[0][0]:
-            cpu[name] = round(100.0 * (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0]), 1)
+    cpu = cpu_by_process(samples)
     loop = json.loads(stats.read_text()) if stats.is_file() else {}
     late_windows = loop.pop('late_windows_ns', [])
     loop.pop('held_off_ns', None)  # in the session's loop.json
@@ -174,6 +168,21 @@ def keep_folder_if(figures: dict, keep: bool) -> None:
         figures['folder'] = folder
     else:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def cpu_by_process(samples: dict) -> dict:
+    """Percent of a core by process name, over the middle of the run (start-up imports and
+    shutdown are not the steady state), from {(name, pid): [(monotonic s, CPU s), ...]}.
+    Processes of one name add up; each is measured against its own CPU clock (mixed into one
+    series, a short-lived child of the runner once made it look like 41 % of a core)."""
+    cpu: dict = {}
+    for (name, _), points in samples.items():
+        points = [p for p in points if p[1] == p[1]]
+        steady = points[len(points) // 4: -max(1, len(points) // 8)] if len(points) > 8 else points
+        if len(steady) >= 2 and steady[-1][0] > steady[0][0]:
+            share = 100.0 * (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
+            cpu[name] = round(cpu.get(name, 0.0) + share, 1)
+    return cpu
 
 
 def steal_pct(samples: list, window):

@@ -24,3 +24,11 @@ def test_a_failed_session_keeps_its_folder_and_a_passing_one_does_not(tmp_path, 
     failure, = results['failures']
     assert failure.startswith('1000 Hz: delivered_pct 99.5') and str(tmp_path / '1000') in failure
     assert results['highest_rate_keeping_up_hz'] == 500
+
+
+def test_cpu_of_processes_sharing_a_name_adds_up_each_on_its_own_clock():
+    runner = [(t, 0.02 * t) for t in range(60)]  # 2 % of a core
+    child = [(t, 100.0 + 0.5 * t) for t in range(20, 40)]  # a later process at 50 %, its clock far ahead
+    loop = [(t, 0.7 * t) for t in range(60)]
+    cpu = bench.cpu_by_process({('runner', 1): runner, ('runner', 2): child, ('loop', 3): loop})
+    assert cpu == {'runner': 52.0, 'loop': 70.0}
