@@ -223,7 +223,8 @@ class LocalPublisher:
             self._deferred.append(msg)
             defer(self._send_oldest)
             return
-        self.flush()  # DDS subscribers get the topic in the order it was published
+        while self._deferred:  # DDS subscribers get the topic in the order it was published
+            self._send_oldest()
         publisher.publish(msg)
 
     def _send_oldest(self) -> None:
@@ -232,11 +233,6 @@ class LocalPublisher:
         except IndexError:  # a direct publish sent it first
             return
         self._publisher.publish(msg)
-
-    def flush(self) -> None:
-        """Send the deferred DDS copies still waiting, oldest first."""
-        while self._deferred:
-            self._send_oldest()
 
     def get_subscription_count(self) -> int:
         return self._publisher.get_subscription_count() + len(self.callbacks)
